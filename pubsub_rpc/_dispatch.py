@@ -1,0 +1,188 @@
+"""Turning one JSON-RPC message into a broker call and an outcome.
+
+Two paths reach the same operations:
+
+* the fast path (``dispatch_fast``) takes the shape every well-behaved client
+  sends (a single object, ``"jsonrpc":"2.0"``, a known method, object params)
+  and calls the operation directly;
+* everything else that is still a structurally valid request (unknown
+  methods, positional params, extra envelope members) goes through
+  ``jsonrpcserver.dispatch_to_serializable`` with the handlers below written in
+  its convention.  jsonrpcserver costs about 20 us a request even with its
+  jsonschema validation off (see shared/reference/dependencies.md, 7.3), so it
+  stays off the hot path; ``tests/test_dispatch_golden.py`` proves both paths
+  agree.
+
+An operation either returns the ``result`` object or raises ``RequestError``
+with the original's text; the caller formats that for the message's dialect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+from jsonrpcserver import Error, Result, Success, dispatch_to_serializable
+
+from ._broker import Broker, Subscriber
+from ._errors import ErrorCode, RequestError
+from ._messages import PING, PUBLISH, SUBSCRIBE, UNSUBSCRIBE
+
+_MISSING: Final = object()
+_MAX_SHOWN: Final = 80
+
+
+def describe(value: object) -> str:
+    """A value as JSON for an error text, cut short so errors stay small."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def missing_param(method: str, name: str) -> RequestError:
+    """The error for a required parameter that is absent."""
+    return RequestError(
+        f'Request for method "{method}" is missing required parameter "{name}".',
+        code=ErrorCode.INVALID_PARAMS,
+    )
+
+
+def _not_a_string(method: str, name: str, value: object) -> RequestError:
+    return RequestError(
+        f'Parameter "{name}" for method "{method}" must be a string, but was {describe(value)}.',
+        code=ErrorCode.INVALID_PARAMS,
+    )
+
+
+def _required_string(params: dict[str, Any], method: str, name: str) -> str:
+    value = params.get(name, _MISSING)
+    if value is _MISSING:
+        raise missing_param(method, name)
+    if type(value) is not str:
+        raise _not_a_string(method, name, value)
+    return value
+
+
+def _client_id(params: dict[str, Any], method: str) -> str | None:
+    # Absent and null mean "no id" (a trusted connection then uses its ad-hoc
+    # identity).  The original also treated numbers etc. as "no id", which let a
+    # typo on a trusted adapter act with full rights; we refuse them instead.
+    value = params.get("client_id")
+    if value is None or type(value) is str:
+        return value
+    raise _not_a_string(method, "client_id", value)
+
+
+def _publish(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> dict[str, Any]:
+    event_name = _required_string(params, PUBLISH, "event_name")
+    if "value" not in params:
+        raise missing_param(PUBLISH, "value")
+    return broker.publish(connection, _client_id(params, PUBLISH), event_name, params["value"])
+
+
+def _subscribe(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> dict[str, Any]:
+    event_name = _required_string(params, SUBSCRIBE, "event_name")
+    return broker.subscribe(connection, _client_id(params, SUBSCRIBE), event_name)
+
+
+def _unsubscribe(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> dict[str, Any]:
+    subscription_id = _required_string(params, UNSUBSCRIBE, "subscription_id")
+    return broker.unsubscribe(connection, _client_id(params, UNSUBSCRIBE), subscription_id)
+
+
+def _ping(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+Operation = Callable[[Broker, Subscriber, dict[str, Any]], dict[str, Any]]
+
+#: The server's methods, by name.
+OPERATIONS: Final[dict[str, Operation]] = {
+    PUBLISH: _publish,
+    SUBSCRIBE: _subscribe,
+    UNSUBSCRIBE: _unsubscribe,
+    PING: _ping,
+}
+
+
+class CallContext:
+    """What a jsonrpcserver handler gets as ``ctx``: where to act, and what happened."""
+
+    __slots__ = ("broker", "connection", "outcome")
+
+    def __init__(self, broker: Broker, connection: Subscriber) -> None:
+        self.broker = broker
+        self.connection = connection
+        #: The operation's result dict or RequestError, once a handler ran.
+        self.outcome: dict[str, Any] | RequestError | None = None
+
+
+def _library_handler(name: str) -> Callable[..., Result]:
+    operation = OPERATIONS[name]
+    # Positional params bind in this order; named ones the fast path ignores
+    # (unknown keys) are accepted and ignored here too, so both paths agree.
+    order = {
+        PUBLISH: ("event_name", "value", "client_id", "request_id"),
+        SUBSCRIBE: ("event_name", "client_id", "request_id"),
+        UNSUBSCRIBE: ("subscription_id", "client_id", "request_id"),
+        PING: (),
+    }[name]
+
+    def handler(ctx: CallContext, *args: Any, **kwargs: Any) -> Result:
+        if len(args) > len(order):
+            return Error(ErrorCode.INVALID_PARAMS, "too many positional arguments")
+        params = dict(zip(order, args, strict=False))
+        params.update(kwargs)
+        try:
+            ctx.outcome = operation(ctx.broker, ctx.connection, params)
+        except RequestError as exc:
+            ctx.outcome = exc
+            return Error(exc.code, exc.message)
+        return Success(ctx.outcome)
+
+    handler.__name__ = f"{name}_handler"
+    return handler
+
+
+_LIBRARY_METHODS: Final = {name: _library_handler(name) for name in OPERATIONS}
+
+
+def _identity(message: Any) -> Any:
+    return message
+
+
+def _no_validation(message: Any) -> None:
+    # Our envelope checks (in _server) already ran and produce better texts;
+    # jsonschema would add ~37 us a request for the same decisions.
+    return None
+
+
+def dispatch_fast(
+    broker: Broker, connection: Subscriber, method: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Run a known method with object params; raises ``RequestError`` on rejection."""
+    return OPERATIONS[method](broker, connection, params)
+
+
+def dispatch_general(
+    broker: Broker, connection: Subscriber, message: dict[str, Any]
+) -> tuple[dict[str, Any] | RequestError | None, dict[str, Any] | None]:
+    """Dispatch a valid envelope the fast path declined, through jsonrpcserver.
+
+    Returns the handler's outcome (``None`` when no handler ran: unknown method
+    or params that do not bind) and the library's response (``None`` for a
+    notification).
+    """
+    context = CallContext(broker, connection)
+    response = dispatch_to_serializable(
+        message,
+        _LIBRARY_METHODS,
+        context=context,
+        deserializer=_identity,
+        validator=_no_validation,
+    )
+    assert response is None or isinstance(response, dict)  # never a list: we split batches
+    return context.outcome, response

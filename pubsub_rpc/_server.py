@@ -1,0 +1,342 @@
+"""One server-side byte-stream connection: bytes in, answers and events out.
+
+``ServerConnection`` is what a transport drives: it feeds received bytes with
+``receive_data``, takes what to write with ``data_to_send`` (everything queued
+since the last call, as one ``bytes`` so the transport makes one write), and
+calls ``close()`` when the stream ends.  Fan-out queues events on *other*
+connections; ``on_output`` tells the transport that a connection that had
+nothing to send now has something.
+
+Every message that can be answered is answered.  The dialect is chosen per
+message: a request with an ``id`` gets a JSON-RPC response; a notification
+whose params carry a string ``request_id`` gets the original's answer
+notification; a plain notification gets no answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+
+from ._broker import Broker, Subscription
+from ._dispatch import OPERATIONS, describe, dispatch_fast, dispatch_general
+from ._errors import ErrorCode, RemoteProtocolError, RequestError
+from ._framing import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, FrameDecoder, Framing, encode
+from ._messages import NO_ID, RequestId
+from ._wire import (
+    EncodedEvent,
+    closing_notification,
+    error_response,
+    pub_sub_answer,
+    pub_sub_failure,
+    success_response,
+)
+
+#: Default bound on bytes queued for one connection before it is a slow consumer.
+DEFAULT_MAX_OUTBOUND: Final = 8 * 1024 * 1024
+#: Default bound on the members of one batch.
+DEFAULT_MAX_BATCH: Final = 100
+
+_ENVELOPE_KEYS: Final = frozenset(("jsonrpc", "method", "params", "id"))
+_EMPTY: Final[dict[str, Any]] = {}
+_NEWLINE: Final = b"\n"
+
+
+class _InvalidRequest(Exception):
+    """An envelope error: answered with -32600 and the id, if one was readable."""
+
+    def __init__(self, message: str, request_id: RequestId = NO_ID) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+def _check_envelope(message: dict[str, Any]) -> RequestId:
+    """Validate the JSON-RPC envelope; return the id (or NO_ID)."""
+    request_id: RequestId = message.get("id", NO_ID)
+    if request_id is not NO_ID and (type(request_id) not in (str, int, float) and request_id is not None):
+        raise _InvalidRequest(
+            f"Request id must be a string, number, or null, but was {describe(request_id)}."
+        )
+    if "jsonrpc" not in message:
+        raise _InvalidRequest('Request must contain a "jsonrpc" key.', request_id)
+    if message["jsonrpc"] != "2.0":
+        raise _InvalidRequest(
+            f'Invalid JSON-RPC version {describe(message["jsonrpc"])}, expected "2.0".', request_id
+        )
+    if "method" not in message:
+        raise _InvalidRequest('Request must contain a "method" key.', request_id)
+    if type(message["method"]) is not str:
+        raise _InvalidRequest(
+            f"Request method must be a string, but was {describe(message['method'])}.", request_id
+        )
+    params = message.get("params", _EMPTY)
+    if type(params) is not dict and type(params) is not list:
+        raise _InvalidRequest(
+            f"Request params must be an Array or an Object, but was {describe(params)}.", request_id
+        )
+    return request_id
+
+
+class ServerConnection:
+    """The protocol state of one connection to a ``Broker``."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        trusted: bool = False,
+        on_output: Callable[[], None] | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_outbound: int = DEFAULT_MAX_OUTBOUND,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        self.broker = broker
+        self.trusted = trusted
+        self.on_output = on_output
+        self.max_outbound = max_outbound
+        self.max_batch = max_batch
+        self._decoder = FrameDecoder(max_frame_size=max_frame_size)
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._closing = False
+        self._closed = False
+        #: Why the server decided to close this connection, once it has.
+        self.close_reason: ErrorCode | int | None = None
+
+    # -- what the transport calls -----------------------------------------
+
+    @property
+    def framing(self) -> Framing:
+        """The framing this connection writes: the peer's, newline until known."""
+        return self._decoder.framing or Framing.NEWLINE
+
+    @property
+    def closing(self) -> bool:
+        """The server wants this connection closed once its output is written."""
+        return self._closing
+
+    @property
+    def outbound_bytes(self) -> int:
+        """Bytes queued and not yet taken by ``data_to_send``."""
+        return self._out_bytes
+
+    def receive_data(self, data: bytes) -> None:
+        """Process bytes from the peer; answers and events are queued for sending."""
+        if self._closing:
+            return
+        try:
+            frames = self._decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self._fatal(exc)
+            return
+        self._handle_frames(frames)
+
+    def receive_eof(self) -> None:
+        """The peer closed its sending side; raises if it stopped mid-frame."""
+        if self._closing:
+            return
+        try:
+            frames = self._decoder.feed_eof()
+        finally:
+            self._closing = True
+        self._handle_frames(frames)
+
+    def data_to_send(self) -> bytes:
+        """Everything queued since the last call, as one buffer."""
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        self._out_bytes = 0
+        return b"".join(out)
+
+    def close(self) -> None:
+        """The stream is gone: drop this connection's subscriptions and identity."""
+        if not self._closed:
+            self._closed = True
+            self._closing = True
+            self.broker.drop_connection(self)
+
+    def start_closing(self, code: ErrorCode | int, message: str) -> None:
+        """Queue the ``closing`` notification and accept nothing more."""
+        if self._closing:
+            return
+        self._write(closing_notification(code, message))
+        self._closing = True
+        self.close_reason = code
+        # Subscriptions go now, so publishes stop counting this connection.
+        self.broker.drop_connection(self)
+
+    # -- fan-out -----------------------------------------------------------
+
+    def push_event(self, event: EncodedEvent, subscription: Subscription) -> None:
+        """Queue one event (called by the broker during a publish)."""
+        out = self._out
+        if not out and self.on_output is not None:
+            self.on_output()
+        if self._decoder.framing is Framing.CONTENT_LENGTH:
+            tail = subscription.tail
+            out.append(event.content_length_header(len(tail)))
+        else:
+            tail = subscription.tail_newline
+        # The head is shared by every subscriber: the value was serialised once.
+        out.append(event.head)
+        out.append(tail)
+        self._out_bytes += len(event.head) + len(tail)
+        if self._out_bytes > self.max_outbound:
+            self.start_closing(
+                ErrorCode.SLOW_CONSUMER,
+                f"Slow consumer: more than {self.max_outbound} bytes of events were waiting to be read.",
+            )
+
+    # -- internals ---------------------------------------------------------
+
+    def _write(self, message: Any) -> None:
+        out = self._out
+        if not out and self.on_output is not None:
+            self.on_output()
+        if self._decoder.framing is Framing.CONTENT_LENGTH:
+            frame = encode(message, Framing.CONTENT_LENGTH)
+            out.append(frame)
+            self._out_bytes += len(frame)
+        else:
+            body = orjson.dumps(message)
+            out.append(body)
+            out.append(_NEWLINE)
+            self._out_bytes += len(body) + 1
+
+    def _fatal(self, exc: RemoteProtocolError) -> None:
+        self._write(error_response(NO_ID, exc.code, exc.message))
+        self.start_closing(exc.code, "The connection's framing is broken beyond recovery.")
+
+    def _handle_frames(self, frames: list[object]) -> None:
+        for frame in frames:
+            answer: list[Any] | dict[str, Any] | None
+            if type(frame) is dict:
+                answer = self._handle_message(frame)
+            elif type(frame) is list:
+                answer = self._handle_batch(frame)
+            elif isinstance(frame, BadFrame):
+                answer = self._bad_frame(frame)
+            else:
+                answer = error_response(
+                    NO_ID, ErrorCode.INVALID_REQUEST, "Request must be an Array or an Object."
+                )
+            if answer is not None:
+                self._write(answer)
+            if self._closing:
+                return
+
+    @staticmethod
+    def _bad_frame(frame: BadFrame) -> dict[str, Any]:
+        if frame.reason is BadFrameReason.TOO_LARGE:
+            return error_response(NO_ID, ErrorCode.FRAME_TOO_LARGE, f"Frame too large: {frame.detail}.")
+        return error_response(NO_ID, ErrorCode.PARSE_ERROR, f"Invalid JSON: {frame.detail}")
+
+    def _handle_batch(self, batch: list[Any]) -> list[Any] | dict[str, Any] | None:
+        if not batch:
+            return error_response(
+                NO_ID, ErrorCode.INVALID_REQUEST, "A batch must contain at least one request."
+            )
+        if len(batch) > self.max_batch:
+            return error_response(
+                NO_ID,
+                ErrorCode.LIMIT_EXCEEDED,
+                f"A batch may contain at most {self.max_batch} requests.",
+            )
+        answers = []
+        for member in batch:
+            if type(member) is dict:
+                answer = self._handle_message(member)
+            else:
+                answer = error_response(
+                    NO_ID,
+                    ErrorCode.INVALID_REQUEST,
+                    f"A batch member must be an Object, but was {describe(member)}.",
+                )
+            if answer is not None:
+                answers.append(answer)
+        return answers or None
+
+    def _handle_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Handle one request object; return its answer, if it gets one."""
+        params = message.get("params", _EMPTY)
+        method = message.get("method")
+        # Fast path: the shape every well-behaved client sends.
+        if (
+            type(params) is dict
+            and method in OPERATIONS
+            and message.get("jsonrpc") == "2.0"
+            and message.keys() <= _ENVELOPE_KEYS
+        ):
+            request_id: RequestId = message.get("id", NO_ID)
+            if request_id is NO_ID:
+                return self._notification(method, params)
+            if type(request_id) in (str, int) or request_id is None:
+                try:
+                    return success_response(request_id, dispatch_fast(self.broker, self, method, params))
+                except RequestError as exc:
+                    return error_response(request_id, exc.code, exc.message)
+        return self._handle_general(message)
+
+    def _notification(self, method: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        pub_sub_id = params.get("request_id", NO_ID)
+        if pub_sub_id is NO_ID:
+            # A plain notification: fire and forget, errors are not answered.
+            with contextlib.suppress(RequestError):
+                dispatch_fast(self.broker, self, method, params)
+            return None
+        if type(pub_sub_id) is not str:
+            return error_response(
+                NO_ID,
+                ErrorCode.INVALID_PARAMS,
+                f'Parameter "request_id" for method "{method}" must be a string, '
+                f"but was {describe(pub_sub_id)}.",
+            )
+        try:
+            result = dispatch_fast(self.broker, self, method, params)
+        except RequestError as exc:
+            return pub_sub_failure(pub_sub_id, exc.code, exc.message)
+        return pub_sub_answer(pub_sub_id, method, result)
+
+    def _handle_general(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Anything the fast path declined: check the envelope, then let jsonrpcserver dispatch."""
+        try:
+            request_id = _check_envelope(message)
+        except _InvalidRequest as exc:
+            return error_response(exc.request_id, ErrorCode.INVALID_REQUEST, str(exc))
+        method: str = message["method"]
+        params = message.get("params", _EMPTY)
+        pub_sub_id = params.get("request_id", NO_ID) if type(params) is dict else NO_ID
+        if request_id is NO_ID and pub_sub_id is not NO_ID and method in OPERATIONS:
+            # Only extra envelope members kept it off the fast path; they are ignored.
+            return self._notification(method, params)
+        outcome, response = dispatch_general(self.broker, self, message)
+        if request_id is NO_ID:
+            if type(pub_sub_id) is str:
+                if outcome is None:
+                    return pub_sub_failure(
+                        pub_sub_id, ErrorCode.METHOD_NOT_FOUND, f'Unknown method "{method}".'
+                    )
+                if isinstance(outcome, RequestError):
+                    return pub_sub_failure(pub_sub_id, outcome.code, outcome.message)
+                return pub_sub_answer(pub_sub_id, method, outcome)
+            return None
+        if isinstance(outcome, RequestError):
+            return error_response(request_id, outcome.code, outcome.message)
+        if outcome is not None:
+            return success_response(request_id, outcome)
+        # No handler ran: the library refused the method or the params binding.
+        assert response is not None
+        error = response["error"]
+        if error["code"] == ErrorCode.METHOD_NOT_FOUND:
+            return error_response(request_id, ErrorCode.METHOD_NOT_FOUND, f'Unknown method "{method}".')
+        return error_response(
+            request_id,
+            error["code"],
+            f'Invalid parameters for method "{method}".',
+            error.get("data", NO_ID),
+        )
