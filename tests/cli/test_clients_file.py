@@ -1,0 +1,78 @@
+"""The ``--clients`` TOML file: good files load, every mistake is one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pubsub_rpc import ClientInfo
+from transports._clients_file import ClientsFileError, load_clients
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "clients.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_loads_ids_rights_and_environment_secrets(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[[client]]
+id = "alpha"
+
+[[client]]
+id_env = "BETA_ID"
+can_publish = false
+
+[[client]]
+id = "gamma"
+can_subscribe = false
+""",
+    )
+    assert load_clients(path, environ={"BETA_ID": "beta"}) == [
+        ClientInfo("alpha"),
+        ClientInfo("beta", can_publish=False),
+        ClientInfo("gamma", can_subscribe=False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[[client]\nid = 'x'", "not valid TOML"),
+        ("", "expected at least one [[client]] table"),
+        ("[[client]]\nid = 'x'\ncolour = 'red'", "unknown key 'colour'"),
+        ("[other]\nx = 1\n[[client]]\nid = 'x'", "unknown top-level key 'other'"),
+        ("[[client]]\ncan_publish = true", "give exactly one of 'id' and 'id_env'"),
+        ("[[client]]\nid = 'x'\nid_env = 'X'", "give exactly one of 'id' and 'id_env'"),
+        ("[[client]]\nid = ''", "'id' must be a non-empty string"),
+        ("[[client]]\nid = 5", "'id' must be a non-empty string"),
+        ("[[client]]\nid_env = 'UNSET_VARIABLE'", "environment variable UNSET_VARIABLE is unset or empty"),
+        ("[[client]]\nid = 'x'\ncan_publish = 'yes'", "'can_publish' must be true or false"),
+        ("[[client]]\nid = 'dup'\n[[client]]\nid = 'dup'", "client #2 repeats the id of an earlier client"),
+        ("client = 3", "expected at least one [[client]] table"),
+    ],
+)
+def test_each_mistake_names_the_file_and_the_problem(tmp_path: Path, text: str, problem: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ClientsFileError) as caught:
+        load_clients(path, environ={})
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    assert problem in message
+    assert "\n" not in message
+
+
+def test_errors_never_contain_a_client_id(tmp_path: Path) -> None:
+    path = write(tmp_path, "[[client]]\nid = 's3cret-value'\n[[client]]\nid = 's3cret-value'")
+    with pytest.raises(ClientsFileError) as caught:
+        load_clients(path, environ={})
+    assert "s3cret-value" not in str(caught.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ClientsFileError, match="no such file"):
+        load_clients(tmp_path / "absent.toml")

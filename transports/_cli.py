@@ -1,0 +1,298 @@
+"""The ``pubsub-rpc`` command: serve, publish, subscribe, demo.
+
+Exit statuses: 0 success, 1 a failure at run time (server unreachable, a
+request refused), 2 a usage or configuration error.  Errors a user can cause
+print one line on stderr, never a traceback.  Logs go to stderr and never
+contain a client id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import ssl
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Final, NoReturn
+
+import orjson
+import trio
+
+from pubsub_rpc import PubSubError, RequestError
+
+from . import stdio, tcp, unix
+from ._adapter import Adapter
+from ._client import Client
+from ._clients_file import ClientsFileError, load_clients
+from ._server import Server
+from ._urls import BadURLError, ServerURL, parse_host_port, parse_url
+
+#: Where ``--client-id`` may come from instead, to keep it out of shell history.
+CLIENT_ID_ENV: Final = "PUBSUB_RPC_CLIENT_ID"
+
+_log = logging.getLogger("pubsub_rpc.cli")
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as one line, exit status 2."""
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    print(f"pubsub-rpc: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(status)
+
+
+# -- serve ---------------------------------------------------------------------
+
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if not args.tls_cert and not args.tls_key:
+        return None
+    if not (args.tls_cert and args.tls_key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the TLS certificate or key: {exc}") from None
+    return context
+
+
+def _build_server(args: argparse.Namespace) -> Server:
+    try:
+        clients = load_clients(args.clients)
+    except ClientsFileError as exc:
+        raise UsageError(str(exc)) from None
+    if not (args.tcp or args.unix or args.stdio):
+        raise UsageError("nothing to serve: give --tcp HOST:PORT, --unix PATH or --stdio")
+    trust = set(args.trust or ())
+    tls = _tls_context(args)
+    adapters: list[Adapter] = []
+    for spec in args.tcp or ():
+        try:
+            host, port = parse_host_port(spec)
+        except BadURLError as exc:
+            raise UsageError(f"--tcp {exc}") from None
+        adapters.append(tcp.Adapter(host, port, trusted="tcp" in trust, ssl_context=tls))
+    adapters.extend(unix.Adapter(path, trusted="unix" in trust) for path in args.unix or ())
+    if args.stdio:
+        adapters.append(stdio.Adapter(trusted="stdio" in trust))
+    server = Server(adapters, max_frame_size=args.max_frame_size)
+    for info in clients:
+        server.register_client(info)
+    return server
+
+
+async def _serve(server: Server, announce_to_stderr: bool) -> None:
+    out = sys.stderr if announce_to_stderr else sys.stdout
+    stop = trio.Event()
+
+    async def on_signal() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                _log.info("received %s: shutting down", signal.Signals(signum).name)
+                stop.set()
+                return
+
+    async def on_stdio_peer_gone(adapter: stdio.Adapter) -> None:
+        # A stdio-only server has nobody left to serve once its one peer left.
+        await adapter.wait_disconnected()
+        stop.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(on_signal)
+        await nursery.start(server.serve)
+        for adapter in server.adapters:
+            url = getattr(adapter, "url", None)
+            print(f"listening on {url}" if url else "serving one peer on stdio", file=out, flush=True)
+        if all(isinstance(adapter, stdio.Adapter) for adapter in server.adapters):
+            for adapter in server.adapters:
+                nursery.start_soon(on_stdio_peer_gone, adapter)
+        await stop.wait()
+        await server.aclose()
+        nursery.cancel_scope.cancel()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    server = _build_server(args)
+    try:
+        trio.run(_serve, server, bool(args.stdio))
+    except* OSError as group:
+        _fail(f"cannot listen: {group.exceptions[0]}", 1)
+    return 0
+
+
+# -- clients -------------------------------------------------------------------
+
+
+def _client_id(args: argparse.Namespace) -> str:
+    client_id = args.client_id or os.environ.get(CLIENT_ID_ENV, "")
+    if not client_id:
+        raise UsageError(f"give --client-id ID or set {CLIENT_ID_ENV}")
+    return str(client_id)
+
+
+@asynccontextmanager
+async def open_url(url: ServerURL, client_id: str | None, *, timeout: float = 10.0) -> AsyncIterator[Client]:
+    """Connect a ``Client`` to a server URL."""
+    if url.scheme == "unix":
+        async with unix.connect(url.path, client_id=client_id, request_timeout=timeout) as client:
+            yield client
+    else:
+        context = ssl.create_default_context() if url.scheme == "tls" else None
+        async with tcp.connect(
+            url.host, url.port, client_id=client_id, ssl_context=context, request_timeout=timeout
+        ) as client:
+            yield client
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise UsageError(f"the value is not valid JSON ({exc})") from None
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    url = parse_url(args.url)
+    value = _parse_value(args.value if args.value is not None else sys.stdin.read())
+
+    async def run() -> int:
+        async with open_url(url, _client_id(args)) as client:
+            return await client.publish(args.event, value)
+
+    listeners = trio.run(run)
+    print(listeners, flush=True)
+    return 0
+
+
+def _cmd_subscribe(args: argparse.Namespace) -> int:
+    url = parse_url(args.url)
+    client_id = _client_id(args)
+    if args.count is not None and args.count < 1:
+        raise UsageError("--count must be at least 1")
+
+    async def pump(client: Client, event_name: str, send: trio.MemorySendChannel[bytes]) -> None:
+        # A synchronous close: an awaited one is a checkpoint where a
+        # cancellation could replace (and so hide) a subscribe error.
+        try:
+            async with await client.subscribe(event_name) as subscription:
+                async for value in subscription:
+                    await send.send(orjson.dumps({"event_name": event_name, "value": value}))
+        finally:
+            send.close()
+
+    async def run() -> None:
+        async with open_url(url, client_id) as client, trio.open_nursery() as nursery:
+            send, receive = trio.open_memory_channel[bytes](64)
+            with send:
+                for event_name in args.events:
+                    nursery.start_soon(pump, client, event_name, send.clone())
+            seen = 0
+            # Ends early when every subscription has ended (their errors then
+            # propagate from the nursery), or after --count events.
+            async for line in receive:
+                sys.stdout.buffer.write(line + b"\n")
+                sys.stdout.flush()
+                seen += 1
+                if args.count is not None and seen >= args.count:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    with suppress(KeyboardInterrupt):
+        trio.run(run)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    trio.run(run_demo, args.events)
+    return 0
+
+
+# -- plumbing ------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``pubsub-rpc``."""
+    parser = argparse.ArgumentParser(
+        prog="pubsub-rpc", description="Publish/subscribe over JSON-RPC 2.0: server, client and demo."
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less logging on stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run a server")
+    serve.add_argument("--clients", required=True, metavar="FILE", help="TOML file of [[client]] tables")
+    serve.add_argument("--tcp", action="append", metavar="HOST:PORT", help="listen on TCP (port 0: any)")
+    serve.add_argument("--unix", action="append", metavar="PATH", help="listen on a Unix socket")
+    serve.add_argument("--stdio", action="store_true", help="serve one peer over stdin/stdout")
+    serve.add_argument(
+        "--trust",
+        action="append",
+        choices=("tcp", "unix", "stdio"),
+        help="let that transport's peers omit the client id (ad-hoc identity)",
+    )
+    serve.add_argument("--tls-cert", metavar="PEM", help="serve TCP over TLS with this certificate")
+    serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    serve.add_argument("--max-frame-size", type=int, default=1024 * 1024, metavar="BYTES")
+    serve.set_defaults(handler=_cmd_serve)
+
+    for name, help_text in (("publish", "publish one event"), ("subscribe", "print events as JSON lines")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("url", metavar="URL", help="tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH")
+        command.add_argument("--client-id", metavar="ID", help=f"or set {CLIENT_ID_ENV}")
+        if name == "publish":
+            command.add_argument("event", metavar="EVENT")
+            command.add_argument("value", metavar="VALUE_JSON", nargs="?", help="default: read from stdin")
+            command.set_defaults(handler=_cmd_publish)
+        else:
+            command.add_argument("events", metavar="EVENT", nargs="+")
+            command.add_argument("--count", type=int, metavar="N", help="exit after N events")
+            command.set_defaults(handler=_cmd_subscribe)
+
+    demo = commands.add_parser("demo", help="run a server and two clients in this process, and watch")
+    demo.add_argument("--events", type=int, default=5, help="how many events to publish")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pubsub-rpc`` console script."""
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING + 10 * (args.quiet - args.verbose)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=max(level, logging.DEBUG),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        status: int = args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # every error a user can cause ends as one line
+        _report(_first_leaf(exc))
+    return status
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    # trio nurseries wrap errors in ExceptionGroups; the user wants the cause.
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _report(exc: BaseException) -> NoReturn:
+    if isinstance(exc, UsageError | BadURLError):
+        _fail(str(exc), 2)
+    if isinstance(exc, RequestError):
+        _fail(f"refused: {exc.message}", 1)
+    if isinstance(exc, PubSubError):
+        _fail(exc.message, 1)
+    if isinstance(exc, OSError):
+        _fail(f"cannot connect: {exc.strerror or exc}", 1)
+    raise exc

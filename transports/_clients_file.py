@@ -1,0 +1,85 @@
+"""Reading the ``--clients`` TOML file of ``pubsub-rpc serve``.
+
+One ``[[client]]`` table per client::
+
+    [[client]]
+    id_env = "APP_PUBLISHER_ID"     # or: id = "s3cret" (keep the file private)
+    can_subscribe = false
+
+Every problem becomes one ``ClientsFileError`` whose text names the file and
+the problem, and never contains a client id: ids are secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from pubsub_rpc import ClientInfo
+
+_KEYS: Final = frozenset(("id", "id_env", "can_publish", "can_subscribe"))
+
+
+class ClientsFileError(Exception):
+    """The clients file is missing, unreadable or malformed."""
+
+
+def load_clients(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> list[ClientInfo]:
+    """Parse a clients file into ``ClientInfo`` records, or raise ``ClientsFileError``."""
+    env = os.environ if environ is None else environ
+    name = os.fspath(path)
+    try:
+        document = tomllib.loads(Path(name).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ClientsFileError(f"{name}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClientsFileError(f"{name}: cannot read it ({type(exc).__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ClientsFileError(f"{name}: not valid TOML ({exc})") from None
+    unknown_top = set(document) - {"client"}
+    if unknown_top:
+        raise ClientsFileError(f"{name}: unknown top-level key {sorted(unknown_top)[0]!r}")
+    tables = document.get("client", [])
+    if not isinstance(tables, list) or not tables:
+        raise ClientsFileError(f"{name}: expected at least one [[client]] table")
+    clients: list[ClientInfo] = []
+    seen: set[str] = set()
+    for number, table in enumerate(tables, start=1):
+        info = _client(name, number, table, env)
+        if info.id in seen:
+            raise ClientsFileError(f"{name}: client #{number} repeats the id of an earlier client")
+        seen.add(info.id)
+        clients.append(info)
+    return clients
+
+
+def _client(name: str, number: int, table: Any, env: Mapping[str, str]) -> ClientInfo:
+    where = f"{name}: client #{number}"
+    if not isinstance(table, dict):
+        raise ClientsFileError(f"{where} is not a table")
+    unknown = set(table) - _KEYS
+    if unknown:
+        raise ClientsFileError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    if ("id" in table) == ("id_env" in table):
+        raise ClientsFileError(f"{where}: give exactly one of 'id' and 'id_env'")
+    if "id" in table:
+        client_id = table["id"]
+        if not isinstance(client_id, str) or not client_id:
+            raise ClientsFileError(f"{where}: 'id' must be a non-empty string")
+    else:
+        variable = table["id_env"]
+        if not isinstance(variable, str) or not variable:
+            raise ClientsFileError(f"{where}: 'id_env' must name an environment variable")
+        client_id = env.get(variable, "")
+        if not client_id:
+            raise ClientsFileError(f"{where}: environment variable {variable} is unset or empty")
+    flags = {}
+    for key in ("can_publish", "can_subscribe"):
+        value = table.get(key, True)
+        if not isinstance(value, bool):
+            raise ClientsFileError(f"{where}: {key!r} must be true or false")
+        flags[key] = value
+    return ClientInfo(client_id, **flags)
