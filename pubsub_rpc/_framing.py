@@ -1,0 +1,474 @@
+"""Sans-IO framing: split one connection's byte stream into JSON values, and build frames.
+
+The framing is chosen per connection by the first non-whitespace byte the peer
+sends: ``C``/``c`` starts an LSP-style ``Content-Length`` header, anything else
+a stream of JSON texts.  We write one compact text plus ``\\n`` per frame, but
+read leniently: concatenated and pretty-printed documents work too.
+
+A frame that is well delimited but not valid JSON, or larger than the limit,
+becomes a ``BadFrame`` and the connection carries on.  Only damage that makes
+the next frame impossible to find raises ``RemoteProtocolError``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Final, NoReturn
+
+import orjson
+
+from ._errors import RemoteProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "BadFrame",
+    "BadFrameReason",
+    "FrameDecoder",
+    "Framing",
+    "encode",
+    "frame_body",
+    "frame_header",
+    "frame_trailer",
+]
+
+DEFAULT_MAX_FRAME_SIZE: Final = 1024 * 1024
+
+# A header block is a few short lines; a longer one is an attack or another
+# protocol, and either way we cannot find the body.
+_MAX_HEADER_BLOCK: Final = 8 * 1024
+_MAX_LENGTH_DIGITS: Final = 18  # always fits an int64; more can only be hostile
+_HEADER_END: Final = b"\r\n\r\n"
+_WHITESPACE: Final = b" \t\r\n"
+_WHITESPACE_SET: Final = frozenset(_WHITESPACE)
+_QUOTE: Final = 0x22
+_BACKSLASH: Final = 0x5C
+_OPENERS: Final = (0x7B, 0x5B)  # { [
+
+_NON_WHITESPACE: Final = re.compile(rb"[^ \t\r\n]")
+# Outside strings, skip all that cannot change the nesting depth: plain bytes
+# and *complete* strings.  Stops at a bracket, at the quote opening a string
+# that is not complete yet, or at the end.  Possessive quantifiers in
+# unrolled-loop form keep it linear on hostile input.
+_SKIP_PLAIN: Final = re.compile(rb'[^"{}\[\]]*+(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"[^"{}\[\]]*+)*+', re.DOTALL)
+# Inside a string: up to the closing quote, a trailing lone backslash (whose
+# escaped byte has not arrived yet), or the end.
+_STRING_BODY: Final = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+', re.DOTALL)
+# A bare top-level token ends at whitespace or where a structured value starts.
+_SCALAR_END: Final = re.compile(rb'[ \t\r\n{\["]')
+# The header block nearly everyone sends, in one match; the rest take the
+# general parser, which gives the same answer for this form.
+_PLAIN_HEADER: Final = re.compile(rb"Content-Length: ?([0-9]{1,18})\r\n\r\n")
+
+# What the stream decoder is in the middle of.
+_IDLE: Final = 0
+_STRUCTURED: Final = 1  # an object, array or string: ends by its structure
+_SCALAR: Final = 2  # a number, literal or garbage: ends at a delimiter or EOF
+
+
+class Framing(enum.Enum):
+    """How frames are delimited on a connection."""
+
+    NEWLINE = "newline"
+    CONTENT_LENGTH = "content-length"
+
+
+class BadFrameReason(enum.Enum):
+    """Why a frame could not be turned into a JSON value."""
+
+    PARSE_ERROR = "parse-error"
+    TOO_LARGE = "too-large"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BadFrame:
+    """A complete frame that could not be turned into a JSON value; the connection can carry on."""
+
+    reason: BadFrameReason
+    detail: str
+
+
+def _decode(frame: bytes | bytearray) -> object:
+    try:
+        return orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        return BadFrame(reason=BadFrameReason.PARSE_ERROR, detail=str(exc))
+
+
+class FrameDecoder:
+    """Split one connection's incoming bytes into decoded JSON values."""
+
+    def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        if max_frame_size < 1:
+            raise ValueError("max_frame_size must be positive")
+        self._max = max_frame_size
+        self._framing: Framing | None = None
+        self._error: str | None = None
+        # Unconsumed input is ``_buf[_off:]``.  Frames are consumed by moving
+        # ``_off``; the prefix is dropped once per feed(), so many frames in
+        # one chunk cost O(n), not O(n^2).  A frame in progress (unless being
+        # skipped) starts at ``_off``.  All positions below index ``_buf``.
+        self._buf = bytearray()
+        self._off = 0
+        # JSON text stream.
+        self._kind = _IDLE
+        self._scan = 0  # how far the frame in progress has been scanned
+        self._depth = 0
+        self._in_string = False
+        self._escape = False
+        self._skipping = False  # too large: follow its structure, drop its bytes
+        # The fast path does not apply before this position (no newline yet,
+        # or orjson rejected that line): never try the same bytes twice.
+        self._slow_until = 0
+        # Content-Length.
+        self._header_scan = 0  # where the search for the blank line resumes
+        self._body_length = -1  # -1 while reading headers
+        self._body_remaining = 0  # bytes of an oversized body still to drop
+
+    @property
+    def framing(self) -> Framing | None:
+        """The framing detected on this connection; None until a non-whitespace byte arrived."""
+        return self._framing
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back waiting for the rest of a frame."""
+        return len(self._buf) - self._off
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[object]:
+        """Add bytes; return every complete frame now available, in order.
+
+        Each item is the decoded JSON value (dict, list, str, int, float, bool,
+        None) or a ``BadFrame``.  Raises ``RemoteProtocolError`` if the stream
+        cannot be resynchronised and no frame came before the damage in this
+        call; if some did, they are returned and ``error`` says what broke
+        (the caller answers them first, then ends the connection).  Either way
+        the decoder stays broken: every later call raises.
+        """
+        if self._error is not None:
+            raise RemoteProtocolError(self._error)
+        out: list[object] = []
+        if not data:
+            return out
+        self._buf += data
+        if self._framing is None:
+            match = _NON_WHITESPACE.search(self._buf)
+            if match is None:
+                self._buf.clear()  # leading whitespace says nothing: don't keep it
+                return out
+            self._off = match.start()
+            first = self._buf[self._off]
+            self._framing = Framing.CONTENT_LENGTH if first in b"Cc" else Framing.NEWLINE
+        try:
+            if self._framing is Framing.NEWLINE:
+                self._run_stream(out)
+            else:
+                self._run_content_length(out)
+        except RemoteProtocolError:
+            if not out:
+                raise
+            return out  # self._error is set: see ``error``
+        off = self._off
+        if off:
+            # Cheap in CPython: deleting a bytearray's prefix moves its start.
+            del self._buf[:off]
+            self._off = 0
+            self._scan -= off
+            self._slow_until = max(self._slow_until - off, 0)
+            self._header_scan = max(self._header_scan - off, 0)
+        return out
+
+    @property
+    def error(self) -> str | None:
+        """Why the stream broke beyond repair, once it has; ``None`` while it is sound."""
+        return self._error
+
+    def feed_eof(self) -> list[object]:
+        """The peer closed its side; return frames completed by EOF (a trailing top-level scalar).
+
+        Raises ``RemoteProtocolError`` if part of a frame is pending; pending
+        whitespace alone is fine.
+        """
+        if self._error is not None:
+            raise RemoteProtocolError(self._error)
+        out: list[object] = []
+        if self._framing is Framing.NEWLINE:
+            if self._kind == _SCALAR:
+                # Only EOF can end a bare number or literal that nothing follows.
+                self._finish_frame(len(self._buf), out)
+                self._buf.clear()
+                self._off = self._slow_until = 0
+            elif self._kind != _IDLE:
+                self._fail("connection closed in the middle of a JSON text")
+        elif self._framing is Framing.CONTENT_LENGTH:
+            if self._body_length >= 0:
+                self._fail("connection closed in the middle of a Content-Length body")
+            if self._off < len(self._buf):
+                self._fail("connection closed in the middle of a Content-Length header")
+        return out
+
+    def _fail(self, message: str) -> NoReturn:
+        self._error = message
+        raise RemoteProtocolError(message)
+
+    def _too_large(self) -> BadFrame:
+        return BadFrame(reason=BadFrameReason.TOO_LARGE, detail=f"frame exceeds {self._max} bytes")
+
+    # -- JSON text stream ------------------------------------------------------
+
+    def _run_stream(self, out: list[object]) -> None:
+        buf = self._buf
+        end = len(buf)
+        limit = self._max
+        append = out.append
+        loads = orjson.loads
+        decode_error = orjson.JSONDecodeError
+        # Fast path: a raw newline can never be inside a JSON value, so a line
+        # that parses is exactly one frame.  The input is split into lines at
+        # most once per feed (one C call and bytes slices measured faster than
+        # find() and bytearray slices per frame); when the scanner takes over,
+        # the line list resumes where it stops and is never split again.
+        lines: list[bytes] | None = None
+        count = index = line_start = 0
+        while True:
+            if self._kind != _IDLE and not self._continue_frame(out):
+                return
+            off = self._off  # between frames: everything before it is consumed
+            if off >= end:
+                return
+            if buf[off] in _WHITESPACE_SET:
+                match = _NON_WHITESPACE.search(buf, off)
+                if match is None:
+                    self._off = end
+                    return
+                off = self._off = match.start()
+            if off < self._slow_until:
+                self._start_frame(buf[off])
+                continue
+            if lines is None:
+                lines = bytes(buf[off:]).split(b"\n")
+                lines.pop()  # what follows the last newline is not a line yet
+                count = len(lines)
+                line_start = off
+            while index < count and off > line_start + len(lines[index]):
+                line_start += len(lines[index]) + 1  # the scanner consumed it
+                index += 1
+            while index < count:
+                line = lines[index]
+                if off != line_start:
+                    line = line[off - line_start :]  # the scanner took its start
+                size = len(line)
+                if size > limit:
+                    self._slow_until = off + size
+                    break
+                try:
+                    append(loads(line))
+                except decode_error:
+                    # Several documents on one line, a multi-line document or
+                    # a bad one: the scanner finds where each frame ends.
+                    self._slow_until = off + size
+                    break
+                off = line_start = off + size + 1
+                index += 1
+            else:
+                self._slow_until = end
+            self._off = off  # maybe at whitespace: the top of the loop skips it
+
+    def _start_frame(self, first: int) -> None:
+        self._kind = _SCALAR
+        self._scan = self._off + 1
+        self._skipping = self._escape = False
+        if first in _OPENERS:
+            self._kind = _STRUCTURED
+            self._depth = 1
+            self._in_string = False
+        elif first == _QUOTE:
+            self._kind = _STRUCTURED
+            self._depth = 0
+            self._in_string = True
+
+    def _continue_frame(self, out: list[object]) -> bool:
+        """Scan the frame in progress onwards; True (and the frame emitted) if it ended."""
+        buf = self._buf
+        end = len(buf)
+        if self._kind == _SCALAR:
+            match = _SCALAR_END.search(buf, self._scan)
+            frame_end = -1 if match is None else match.start()
+            scanned = end
+        else:
+            frame_end, scanned = self._scan_structured(buf, end)
+        if frame_end >= 0:
+            self._finish_frame(frame_end, out)
+            return True
+        self._scan = scanned
+        if self._skipping or scanned - self._off > self._max:
+            # Too large: the structure state is all we need to find its end,
+            # so drop the bytes and keep memory bounded.
+            self._skipping = True
+            self._off = scanned
+        return False
+
+    def _scan_structured(self, buf: bytearray, end: int) -> tuple[int, int]:
+        """Advance over an object, array or string; return (end of frame or -1, position)."""
+        pos = self._scan
+        depth = self._depth
+        in_string = self._in_string
+        frame_end = -1
+        while True:
+            if in_string:
+                if self._escape:
+                    if pos >= end:
+                        break
+                    pos += 1  # the escaped byte, whatever it is
+                    self._escape = False
+                match = _STRING_BODY.match(buf, pos)
+                pos = end if match is None else match.end()
+                if pos >= end:
+                    break
+                if buf[pos] == _BACKSLASH:  # the very last byte: its partner comes later
+                    self._escape = True
+                    pos = end
+                    break
+                pos += 1
+                in_string = False
+                if depth == 0:  # a top-level string
+                    frame_end = pos
+                    break
+                continue
+            match = _SKIP_PLAIN.match(buf, pos)
+            pos = end if match is None else match.end()
+            if pos >= end:
+                break
+            byte = buf[pos]
+            pos += 1
+            if byte == _QUOTE:
+                in_string = True
+            elif byte in _OPENERS:
+                depth += 1
+            else:
+                depth -= 1  # mismatched closers count too: orjson reports them
+                if depth == 0:
+                    frame_end = pos
+                    break
+        self._depth = depth
+        self._in_string = in_string
+        return frame_end, pos
+
+    def _finish_frame(self, frame_end: int, out: list[object]) -> None:
+        if self._skipping or frame_end - self._off > self._max:
+            out.append(self._too_large())
+        else:
+            out.append(_decode(self._buf[self._off : frame_end]))
+        self._kind = _IDLE
+        self._skipping = False
+        self._off = frame_end
+
+    # -- Content-Length --------------------------------------------------------
+
+    def _run_content_length(self, out: list[object]) -> None:
+        buf = self._buf
+        end = len(buf)
+        limit = self._max
+        off = self._off
+        length = self._body_length
+        while True:
+            if length < 0:
+                if off >= end:
+                    break
+                if buf[off] in _WHITESPACE_SET:
+                    # Tolerate blank lines between frames (some peers end each
+                    # body with CRLF); a header never starts with whitespace.
+                    match = _NON_WHITESPACE.search(buf, off)
+                    if match is None:
+                        off = end
+                        break
+                    off = match.start()
+                match = _PLAIN_HEADER.match(buf, off)
+                if match is not None:
+                    length = int(match.group(1))
+                    off = match.end()
+                else:
+                    # Resume a little early: the blank line may straddle the
+                    # previous end of the buffer.
+                    start = max(off, self._header_scan - len(_HEADER_END) + 1)
+                    blank = buf.find(_HEADER_END, start, min(end, off + _MAX_HEADER_BLOCK))
+                    if blank < 0:
+                        if end - off >= _MAX_HEADER_BLOCK:
+                            self._fail(f"header block exceeds {_MAX_HEADER_BLOCK} bytes")
+                        self._header_scan = end
+                        break
+                    length = self._parse_headers(bytes(buf[off:blank]))
+                    off = blank + len(_HEADER_END)
+                self._header_scan = 0
+                self._body_remaining = length
+            if length > limit:
+                # Count the body down without keeping it.
+                if end - off < self._body_remaining:
+                    self._body_remaining -= end - off
+                    off = end
+                    break
+                off += self._body_remaining
+                out.append(self._too_large())
+            else:
+                body_end = off + length
+                if body_end > end:
+                    break
+                out.append(_decode(buf[off:body_end]))
+                off = body_end
+            length = -1
+        self._off = off
+        self._body_length = length
+
+    def _parse_headers(self, block: bytes) -> int:
+        length = -1
+        for line in block.split(b"\r\n"):
+            name, colon, value = line.partition(b":")
+            if not colon:
+                self._fail(f"header line without a colon: {line[:60]!r}")
+            if name.strip().lower() != b"content-length":
+                continue  # Content-Type and friends carry nothing we use
+            if length >= 0:
+                # Two lengths would let two parsers disagree about the body.
+                self._fail("duplicate Content-Length header")
+            value = value.strip(_WHITESPACE)
+            if not value.isdigit():  # ASCII digits only: no sign, no spaces
+                self._fail(f"invalid Content-Length: {value[:60]!r}")
+            if len(value) > _MAX_LENGTH_DIGITS:
+                self._fail(f"Content-Length has more than {_MAX_LENGTH_DIGITS} digits")
+            length = int(value)
+        if length < 0:
+            self._fail("missing Content-Length header")
+        return length
+
+
+# -- encoders: on the hot path of every outgoing message ---------------------------
+
+
+def encode(value: object, framing: Framing = Framing.NEWLINE) -> bytes:
+    """Serialise one JSON value as a complete frame in the given framing."""
+    if framing is Framing.NEWLINE:
+        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+    body = orjson.dumps(value)
+    return b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+
+
+def frame_body(body: bytes, framing: Framing) -> bytes:
+    """Wrap an already-serialised JSON text as one frame."""
+    if framing is Framing.NEWLINE:
+        return body + b"\n"
+    return b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+
+
+def frame_header(body_length: int, framing: Framing) -> bytes:
+    """Bytes that go before a body of the given length: nothing for NEWLINE, the header otherwise."""
+    if framing is Framing.NEWLINE:
+        return b""
+    if body_length < 0:
+        raise ValueError("body_length must not be negative")
+    return b"Content-Length: %d\r\n\r\n" % body_length
+
+
+def frame_trailer(framing: Framing) -> bytes:
+    """Bytes that go after a body: ``\\n`` for NEWLINE, nothing for CONTENT_LENGTH."""
+    return b"\n" if framing is Framing.NEWLINE else b""
