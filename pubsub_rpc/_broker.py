@@ -36,8 +36,13 @@ class Subscriber(Protocol):
     #: Whether requests without a client id get this connection's ad-hoc identity.
     trusted: bool
 
-    def push_event(self, event: EncodedEvent, subscription: Subscription) -> None:
-        """Queue one event for this connection; must not block or raise."""
+    def push_event(self, event: EncodedEvent, subscription: Subscription) -> bool:
+        """Queue one event for this connection; False if it takes no more events.
+
+        Must not block or raise.  A connection that is closing (a slow
+        consumer cut off during this very publish) answers False, so the
+        publisher's ``listeners`` counts only deliveries actually queued.
+        """
 
 
 class Subscription:
@@ -130,11 +135,17 @@ class Broker:
         return adhoc
 
     def _owner_id(self, connection: Subscriber, client_id: str | None) -> str | None:
-        """Whose subscriptions an unsubscribe may cancel."""
-        if client_id:
-            return client_id
+        """Whose subscriptions an unsubscribe may cancel (``None``: nobody's).
+
+        A registered id, or this connection's own ad-hoc identity: an ad-hoc id
+        is a credential of one connection only, even if another one learns it.
+        """
         adhoc = self._adhoc_by_connection.get(connection)
-        return adhoc.id if adhoc is not None else None
+        if not client_id:
+            return adhoc.id if adhoc is not None else None
+        if client_id in self._clients or (adhoc is not None and adhoc.id == client_id):
+            return client_id
+        return None
 
     # -- operations --------------------------------------------------------
 
@@ -152,13 +163,15 @@ class Broker:
             publisher = info.id
             event: EncodedEvent | None = None
             # Hot loop: no allocation per delivery besides what push_event queues.
-            for subscription in subscriptions.values():
+            # A snapshot, because push_event may close a slow consumer, which
+            # drops its subscriptions from this very dict.
+            for subscription in tuple(subscriptions.values()):
                 if subscription.client_id == publisher:
                     continue
                 if event is None:
                     event = EncodedEvent(self._event_name_json(event_name), event_name, value)
-                subscription.connection.push_event(event, subscription)
-                listeners += 1
+                if subscription.connection.push_event(event, subscription):
+                    listeners += 1
             self.events_delivered += listeners
         return {"listeners": listeners, "client_id": info.id}
 

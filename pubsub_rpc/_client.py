@@ -56,6 +56,21 @@ _NO_RESULT: Final = "The server sent a success response, but did not include a r
 _NO_MESSAGE: Final = "The server sent a failure response, but did not provide an error message."
 
 
+#: The original server sends no error codes; its texts say which error it was.
+_ORIGINAL_TEXTS: Final = {
+    "You are not allowed to publish events.": ErrorCode.PUBLISH_FORBIDDEN,
+    "You are not allowed to subscribe to events.": ErrorCode.SUBSCRIBE_FORBIDDEN,
+    "The specified subscription does not exist.": ErrorCode.NO_SUCH_SUBSCRIPTION,
+    "That is not your subscription to cancel.": ErrorCode.NOT_YOUR_SUBSCRIPTION,
+}
+
+
+def _code_of_original_text(text: str) -> ErrorCode:
+    if text.startswith('Unrecognized client ID "'):
+        return ErrorCode.UNKNOWN_CLIENT
+    return _ORIGINAL_TEXTS.get(text, ErrorCode.INTERNAL_ERROR)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestSucceeded:
     """The request ``key`` got a success answer."""
@@ -121,6 +136,8 @@ class ClientConnection:
         self._closed = False
         #: Events that named no live local subscription (late, or for a stranger).
         self.unroutable_events = 0
+        #: Frames from the server that were not JSON (or too large), skipped.
+        self.bad_frames = 0
 
     @property
     def client_id(self) -> str | None:
@@ -189,7 +206,16 @@ class ClientConnection:
         events: list[ClientEvent] = []
         for frame in self._decoder.feed(data):
             self._handle_frame(frame, events)
+        if self._decoder.error is not None:
+            # Answers decoded before the damage still count: return them now;
+            # ``error`` tells the transport to end the connection.
+            self._closed = True
         return events
+
+    @property
+    def error(self) -> str | None:
+        """Why the server's byte stream broke beyond repair, if it did; then close the connection."""
+        return self._decoder.error
 
     def receive_eof(self, reason: str = "The server closed the connection.") -> list[ClientEvent]:
         """The server is gone: every pending request fails with ``ConnectionClosedError``."""
@@ -213,7 +239,9 @@ class ClientConnection:
                 if type(member) is dict:
                     self._handle_object(member, events)
         elif isinstance(frame, BadFrame):
-            raise RemoteProtocolError(f"The server sent a bad frame: {frame.detail}")
+            # Like the server, answer damage in one frame by skipping that frame
+            # only: raising here would lose what the same read also carried.
+            self.bad_frames += 1
         # Scalars from a server mean nothing; ignoring them keeps a buggy peer usable.
 
     def _handle_object(self, message: dict[str, Any], events: list[ClientEvent]) -> None:
@@ -225,14 +253,17 @@ class ClientConnection:
             if method == EVENT:
                 self._handle_event(params, events)
             elif method == CLOSING:
+                code, text = params.get("code"), params.get("message")
                 events.append(
                     ServerClosing(
                         closing=Closing(
-                            code=int(params.get("code", 0)), message=str(params.get("message", ""))
+                            code=code if type(code) is int else ErrorCode.SERVER_CLOSING,
+                            message=text if type(text) is str else "",
                         )
                     )
                 )
-            elif type(method) is str and method.isdigit():
+            elif type(method) is str and method.isascii() and method.isdigit():
+                # Our pub_sub request ids are decimal counters (isascii: "²" is a digit too).
                 self._handle_pub_sub_answer(int(method), params, events)
             return
         if "result" in message or "error" in message:
@@ -254,7 +285,7 @@ class ClientConnection:
             turn = self._round_robin.get(event_name, 0)
             self._round_robin[event_name] = turn + 1
             subscription_id = ids[turn % len(ids)]
-        elif self._subscriptions.get(subscription_id) != event_name:
+        elif type(subscription_id) is not str or self._subscriptions.get(subscription_id) != event_name:
             self.unroutable_events += 1
             return
         events.append(
@@ -293,6 +324,8 @@ class ClientConnection:
         elif not status:
             text = params.get("error_message")
             code = params.get("error_code")
+            if type(code) is not int and type(text) is str:
+                code = _code_of_original_text(text)
             events.append(
                 RequestFailed(
                     key=key,

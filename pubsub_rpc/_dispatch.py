@@ -131,17 +131,20 @@ def _library_handler(name: str) -> Callable[..., Result]:
         PING: (),
     }[name]
 
-    def handler(ctx: CallContext, *args: Any, **kwargs: Any) -> Result:
+    # ``context`` is positional-only so that a param named "ctx" (or
+    # "context") lands in kwargs instead of colliding with it.
+    def handler(context: CallContext, /, *args: Any, **kwargs: Any) -> Result:
         if len(args) > len(order):
             return Error(ErrorCode.INVALID_PARAMS, "too many positional arguments")
         params = dict(zip(order, args, strict=False))
         params.update(kwargs)
         try:
-            ctx.outcome = operation(ctx.broker, ctx.connection, params)
+            result = operation(context.broker, context.connection, params)
         except RequestError as exc:
-            ctx.outcome = exc
+            context.outcome = exc
             return Error(exc.code, exc.message)
-        return Success(ctx.outcome)
+        context.outcome = result
+        return Success(result)
 
     handler.__name__ = f"{name}_handler"
     return handler

@@ -80,6 +80,16 @@ def _check_envelope(message: dict[str, Any]) -> RequestId:
     return request_id
 
 
+def _bad_request_id(method: str, request_id: object) -> dict[str, Any]:
+    # Not a string, so no notification can be named after it: answer as plain
+    # JSON-RPC with a null id, the only address left.
+    return error_response(
+        NO_ID,
+        ErrorCode.INVALID_PARAMS,
+        f'Parameter "request_id" for method "{method}" must be a string, but was {describe(request_id)}.',
+    )
+
+
 class ServerConnection:
     """The protocol state of one connection to a ``Broker``."""
 
@@ -133,6 +143,9 @@ class ServerConnection:
             self._fatal(exc)
             return
         self._handle_frames(frames)
+        if self._decoder.error is not None and not self._closing:
+            # The frames before the damage were answered; now the stream ends.
+            self._fatal(RemoteProtocolError(self._decoder.error))
 
     def receive_eof(self) -> None:
         """The peer closed its sending side; raises if it stopped mid-frame."""
@@ -142,6 +155,10 @@ class ServerConnection:
             frames = self._decoder.feed_eof()
         finally:
             self._closing = True
+            # The peer is gone for requests, and so for events: its
+            # subscriptions stop counting now, not when the transport gets
+            # round to close().  Its last frames are still answered below.
+            self.broker.drop_connection(self)
         self._handle_frames(frames)
 
     def data_to_send(self) -> bytes:
@@ -172,11 +189,12 @@ class ServerConnection:
 
     # -- fan-out -----------------------------------------------------------
 
-    def push_event(self, event: EncodedEvent, subscription: Subscription) -> None:
-        """Queue one event (called by the broker during a publish)."""
+    def push_event(self, event: EncodedEvent, subscription: Subscription) -> bool:
+        """Queue one event (called by the broker during a publish); False once closing."""
+        if self._closing:
+            return False  # nothing may follow the closing notification
         out = self._out
-        if not out and self.on_output is not None:
-            self.on_output()
+        was_empty = not out
         if self._decoder.framing is Framing.CONTENT_LENGTH:
             tail = subscription.tail
             out.append(event.content_length_header(len(tail)))
@@ -186,18 +204,20 @@ class ServerConnection:
         out.append(event.head)
         out.append(tail)
         self._out_bytes += len(event.head) + len(tail)
+        if was_empty and self.on_output is not None:
+            self.on_output()
         if self._out_bytes > self.max_outbound:
             self.start_closing(
                 ErrorCode.SLOW_CONSUMER,
                 f"Slow consumer: more than {self.max_outbound} bytes of events were waiting to be read.",
             )
+        return True
 
     # -- internals ---------------------------------------------------------
 
     def _write(self, message: Any) -> None:
         out = self._out
-        if not out and self.on_output is not None:
-            self.on_output()
+        was_empty = not out
         if self._decoder.framing is Framing.CONTENT_LENGTH:
             frame = encode(message, Framing.CONTENT_LENGTH)
             out.append(frame)
@@ -207,6 +227,8 @@ class ServerConnection:
             out.append(body)
             out.append(_NEWLINE)
             self._out_bytes += len(body) + 1
+        if was_empty and self.on_output is not None:
+            self.on_output()
 
     def _fatal(self, exc: RemoteProtocolError) -> None:
         self._write(error_response(NO_ID, exc.code, exc.message))
@@ -247,7 +269,7 @@ class ServerConnection:
                 ErrorCode.LIMIT_EXCEEDED,
                 f"A batch may contain at most {self.max_batch} requests.",
             )
-        answers = []
+        responses = []
         for member in batch:
             if type(member) is dict:
                 answer = self._handle_message(member)
@@ -257,9 +279,15 @@ class ServerConnection:
                     ErrorCode.INVALID_REQUEST,
                     f"A batch member must be an Object, but was {describe(member)}.",
                 )
-            if answer is not None:
-                answers.append(answer)
-        return answers or None
+            if answer is None:
+                continue
+            if "method" in answer:
+                # A pub_sub answer is a notification, which a JSON-RPC batch
+                # response may not contain: it goes out on its own, in order.
+                self._write(answer)
+            else:
+                responses.append(answer)
+        return responses or None
 
     def _handle_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """Handle one request object; return its answer, if it gets one."""
@@ -268,6 +296,7 @@ class ServerConnection:
         # Fast path: the shape every well-behaved client sends.
         if (
             type(params) is dict
+            and type(method) is str  # before the lookup: a list or dict is unhashable
             and method in OPERATIONS
             and message.get("jsonrpc") == "2.0"
             and message.keys() <= _ENVELOPE_KEYS
@@ -290,12 +319,7 @@ class ServerConnection:
                 dispatch_fast(self.broker, self, method, params)
             return None
         if type(pub_sub_id) is not str:
-            return error_response(
-                NO_ID,
-                ErrorCode.INVALID_PARAMS,
-                f'Parameter "request_id" for method "{method}" must be a string, '
-                f"but was {describe(pub_sub_id)}.",
-            )
+            return _bad_request_id(method, pub_sub_id)
         try:
             result = dispatch_fast(self.broker, self, method, params)
         except RequestError as exc:
@@ -311,9 +335,12 @@ class ServerConnection:
         method: str = message["method"]
         params = message.get("params", _EMPTY)
         pub_sub_id = params.get("request_id", NO_ID) if type(params) is dict else NO_ID
-        if request_id is NO_ID and pub_sub_id is not NO_ID and method in OPERATIONS:
-            # Only extra envelope members kept it off the fast path; they are ignored.
-            return self._notification(method, params)
+        if request_id is NO_ID and pub_sub_id is not NO_ID:
+            if type(pub_sub_id) is not str:
+                return _bad_request_id(method, pub_sub_id)
+            if method in OPERATIONS:
+                # Only extra envelope members kept it off the fast path; they are ignored.
+                return self._notification(method, params)
         outcome, response = dispatch_general(self.broker, self, message)
         if request_id is NO_ID:
             if type(pub_sub_id) is str:

@@ -1,0 +1,102 @@
+"""pubsub_rpc: a sans-IO publish/subscribe protocol spoken as JSON-RPC 2.0.
+
+This package contains no networking code at all.  It turns bytes received on
+a connection into protocol actions and tells you which bytes to send back; the
+``transports`` package binds it to trio (TCP, Unix sockets, stdio, in-process).
+
+Server side: a ``Broker`` (client registry, subscriptions, fan-out) and one
+``ServerConnection`` per connected peer.  Client side: ``ClientConnection``.
+The in-process flavour (Python objects instead of bytes) has
+``InProcessConnection`` and ``InProcessClientConnection``.
+It never imports trio: tests/test_layering.py holds it to that.
+"""
+
+from ._broker import ADHOC_PREFIX, Broker, Subscriber, Subscription
+from ._client import (
+    ClientConnection,
+    ClientEvent,
+    EventReceived,
+    RequestFailed,
+    RequestSucceeded,
+    ServerClosing,
+)
+from ._errors import (
+    ConnectionClosedError,
+    ErrorCode,
+    LocalProtocolError,
+    ProtocolError,
+    PubSubError,
+    RemoteProtocolError,
+    RequestError,
+    RequestTimeoutError,
+)
+from ._framing import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, FrameDecoder, Framing, encode
+from ._inprocess import DEFAULT_MAX_OUTBOUND_MESSAGES, InProcessClientConnection, InProcessConnection
+from ._messages import (
+    NO_ID,
+    ClientInfo,
+    Closing,
+    Dialect,
+    Event,
+    JSONValue,
+    Ping,
+    PingResult,
+    Publish,
+    PublishResult,
+    Request,
+    Result,
+    Subscribe,
+    SubscribeResult,
+    Unsubscribe,
+    UnsubscribeResult,
+)
+from ._server import DEFAULT_MAX_BATCH, DEFAULT_MAX_OUTBOUND, ServerConnection
+
+__all__ = [
+    "ADHOC_PREFIX",
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_FRAME_SIZE",
+    "DEFAULT_MAX_OUTBOUND",
+    "DEFAULT_MAX_OUTBOUND_MESSAGES",
+    "NO_ID",
+    "BadFrame",
+    "BadFrameReason",
+    "Broker",
+    "ClientConnection",
+    "ClientEvent",
+    "ClientInfo",
+    "Closing",
+    "ConnectionClosedError",
+    "Dialect",
+    "ErrorCode",
+    "Event",
+    "EventReceived",
+    "FrameDecoder",
+    "Framing",
+    "InProcessClientConnection",
+    "InProcessConnection",
+    "JSONValue",
+    "LocalProtocolError",
+    "Ping",
+    "PingResult",
+    "ProtocolError",
+    "PubSubError",
+    "Publish",
+    "PublishResult",
+    "RemoteProtocolError",
+    "Request",
+    "RequestError",
+    "RequestFailed",
+    "RequestSucceeded",
+    "RequestTimeoutError",
+    "Result",
+    "ServerClosing",
+    "ServerConnection",
+    "Subscribe",
+    "SubscribeResult",
+    "Subscriber",
+    "Subscription",
+    "Unsubscribe",
+    "UnsubscribeResult",
+    "encode",
+]
