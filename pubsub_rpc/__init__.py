@@ -31,7 +31,8 @@ from ._errors import (
     RequestTimeoutError,
 )
 from ._framing import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, FrameDecoder, Framing, encode
-from ._inprocess import DEFAULT_MAX_OUTBOUND_MESSAGES, InProcessClientConnection, InProcessConnection
+from ._inprocess import DEFAULT_MAX_OUTBOUND_MESSAGES, InProcessConnection
+from ._inprocess_client import InProcessClientConnection
 from ._messages import (
     NO_ID,
     ClientInfo,

@@ -108,9 +108,10 @@ async def _serve(server: Server, announce_to_stderr: bool) -> None:
         for adapter in server.adapters:
             url = getattr(adapter, "url", None)
             print(f"listening on {url}" if url else "serving one peer on stdio", file=out, flush=True)
-        if all(isinstance(adapter, stdio.Adapter) for adapter in server.adapters):
-            for adapter in server.adapters:
-                nursery.start_soon(on_stdio_peer_gone, adapter)
+        stdio_adapters = [adapter for adapter in server.adapters if isinstance(adapter, stdio.Adapter)]
+        if len(stdio_adapters) == len(server.adapters):
+            for stdio_adapter in stdio_adapters:
+                nursery.start_soon(on_stdio_peer_gone, stdio_adapter)
         await stop.wait()
         await server.aclose()
         nursery.cancel_scope.cancel()

@@ -1,0 +1,139 @@
+"""``Subscription``: the values of one subscription, as an async iterator with a bounded buffer."""
+
+from __future__ import annotations
+
+from collections import deque
+from types import TracebackType
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from pubsub_rpc import JSONValue, PubSubError
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+#: Values one subscription holds for a slow reader before it is ended.
+DEFAULT_SUBSCRIPTION_BUFFER: Final = 1000
+
+
+class Subscription:
+    """An open subscription: iterate it for the values published under ``event_name``.
+
+    ::
+
+        async with await client.subscribe("user::logged_in") as events:
+            async for value in events:
+                ...
+
+    Leaving the ``async with`` block unsubscribes.  Iteration ends (cleanly,
+    after the values already received) when you ``unsubscribe()`` or close
+    the client.  It ends by raising instead:
+
+    * ``ConnectionClosedError`` when the connection to the server is lost;
+    * ``SubscriptionOverflowError`` when more than the client's
+      ``subscription_buffer`` values were waiting to be read.  The client
+      reads the connection for every subscription and every answer, so one
+      slow reader must not stall the rest: rather than block, or silently
+      drop values (which hides the loss), the client ends this subscription,
+      unsubscribes it from the server and lets everything else carry on.
+      Every value buffered before the overflow is still yielded first.
+      Subscribe again to resume; values published in between are lost.
+    """
+
+    __slots__ = ("_buffer", "_client", "_ended", "_error", "_max_buffer", "_wake", "event_name", "id")
+
+    def __init__(self, client: Client, subscription_id: str, event_name: str, max_buffer: int) -> None:
+        #: The server's id of this subscription.
+        self.id = subscription_id
+        #: The event name it receives.
+        self.event_name = event_name
+        self._client = client
+        self._max_buffer = max_buffer
+        self._buffer: deque[JSONValue] = deque()
+        self._wake = trio.Event()
+        self._ended = False
+        self._error: PubSubError | None = None
+
+    def __repr__(self) -> str:
+        state = "ended" if self._ended else "open"
+        return f"<Subscription {self.id} to {self.event_name!r}, {state}, {len(self._buffer)} buffered>"
+
+    @property
+    def active(self) -> bool:
+        """Whether values may still arrive (not unsubscribed, overflowed or disconnected)."""
+        return not self._ended
+
+    @property
+    def buffered(self) -> int:
+        """Values received and not yet read."""
+        return len(self._buffer)
+
+    # -- reading ---------------------------------------------------------------
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> JSONValue:
+        """The next value; waits for one to arrive."""
+        # A cancellation point always, but no schedule point while values are
+        # buffered: the reader hands over values in bursts of hundreds, and a
+        # task switch per value (as trio's channels make) would let a busy
+        # subscription overflow although its reader keeps up.  A consumer runs
+        # at most ``subscription_buffer`` values before it has to wait.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self._buffer:
+                return self._buffer.popleft()
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            await self._wake.wait()
+            if self._wake.is_set():
+                self._wake = trio.Event()
+
+    # -- ending ----------------------------------------------------------------
+
+    async def unsubscribe(self) -> None:
+        """Cancel the subscription at the server; values already received can still be read.
+
+        Does nothing if the subscription has already ended.  Raises
+        ``RequestError`` if the server refuses, ``RequestTimeoutError`` or
+        ``ConnectionClosedError`` if it cannot be reached.
+        """
+        if not self._ended:
+            await self._client._unsubscribe(self)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._ended:
+            return
+        if exc_type is None:
+            await self.unsubscribe()
+        else:
+            # Unwinding (an error, a cancellation): do not wait for an answer here.
+            self._client._unsubscribe_nowait(self)
+
+    # -- called by the client ----------------------------------------------------
+
+    def _deliver(self, value: JSONValue) -> bool:
+        """Buffer one value; False when the buffer is full (the caller ends the subscription)."""
+        if self._ended:
+            return True
+        if len(self._buffer) >= self._max_buffer:
+            return False
+        self._buffer.append(value)
+        self._wake.set()
+        return True
+
+    def _end(self, error: PubSubError | None = None) -> None:
+        """No more values will come; iteration then ends cleanly, or with ``error``."""
+        if not self._ended:
+            self._ended = True
+            self._error = error
+            self._wake.set()

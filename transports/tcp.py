@@ -1,0 +1,190 @@
+"""TCP (and TLS over TCP): a listening ``Adapter`` and ``connect`` for clients.
+
+Server::
+
+    adapter = tcp.Adapter("127.0.0.1", 0)          # port 0: the OS picks one
+    server = Server([adapter])
+    await nursery.start(server.serve)
+    print(adapter.url)                              # tcp://127.0.0.1:43121
+
+Client::
+
+    async with tcp.connect("127.0.0.1", 7700, client_id="s3cret") as client:
+        await client.publish("greeting", "hello")
+
+Pass an ``ssl.SSLContext`` on both sides for TLS (``ssl.create_default_context
+(ssl.Purpose.CLIENT_AUTH)`` with a certificate chain loaded, on the server).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+
+from pubsub_rpc import DEFAULT_MAX_FRAME_SIZE, ConnectionClosedError, Dialect, Framing
+
+from ._adapter import Adapter as _BaseAdapter
+from ._client import DEFAULT_REQUEST_TIMEOUT, Client, open_client
+from ._errors import translate_io_errors
+from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER
+
+if TYPE_CHECKING:
+    from ._server import Server
+
+__all__ = ["Adapter", "connect", "open_stream"]
+
+_log = logging.getLogger("pubsub_rpc.transports.tcp")
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+class Adapter(_BaseAdapter):
+    """Listen on a TCP port, optionally with TLS.
+
+    ``host`` None listens on every interface.  With ``port`` 0 the OS picks a
+    free port; read it from ``port``, ``address`` or ``url`` once the server
+    has started.  If ``host`` resolves to several addresses with port 0, only
+    the first is used (each would get a different port otherwise).
+    """
+
+    def __init__(
+        self,
+        host: str | None,
+        port: int,
+        *,
+        trusted: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        backlog: int | None = None,
+    ) -> None:
+        super().__init__(trusted=trusted)
+        self.host = host
+        self.requested_port = port
+        self.ssl_context = ssl_context
+        self.backlog = backlog
+        self._address: tuple[str, int] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)``; available once the server has started."""
+        if self._address is None:
+            raise RuntimeError("The adapter is not listening yet.")
+        return self._address
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one, also when 0 was asked for)."""
+        return self.address[1]
+
+    @property
+    def url(self) -> str:
+        """``tcp://host:port``, or ``tls://host:port`` with TLS."""
+        host, port = self.address
+        return _url("tls" if self.ssl_context is not None else "tcp", host, port)
+
+    async def serve(
+        self, server: Server, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen and serve until cancelled; the listeners are closed on the way out."""
+        listeners = await trio.open_tcp_listeners(self.requested_port, host=self.host, backlog=self.backlog)
+        try:
+            if self.requested_port == 0 and len(listeners) > 1:
+                for extra in listeners[1:]:
+                    await extra.aclose()
+                del listeners[1:]
+            sockname = listeners[0].socket.getsockname()
+            self._address = (sockname[0], sockname[1])
+            wrapped: list[trio.abc.Listener[trio.abc.Stream]] = (
+                [trio.SSLListener(listener, self.ssl_context) for listener in listeners]
+                if self.ssl_context is not None
+                else list(listeners)
+            )
+            _log.info("listening on %s", self.url)
+            task_status.started()
+            await trio.serve_listeners(
+                partial(server.serve_stream, trusted=self.trusted),
+                wrapped,
+                handler_nursery=server.handler_nursery,
+            )
+        finally:
+            # Shielded: in a cancelled scope the first await would raise and
+            # leave the other listeners open.  Closing a listener is instant.
+            with trio.CancelScope(shield=True):
+                for listener in listeners:
+                    await listener.aclose()
+
+
+async def open_stream(
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    timeout: float = DEFAULT_REQUEST_TIMEOUT,
+) -> trio.abc.Stream:
+    """Connect (and finish the TLS handshake) within ``timeout`` seconds.
+
+    Raises ``ConnectionClosedError`` if the server cannot be reached or the
+    TLS handshake fails (certificate problems included); the cause is chained.
+    """
+    where = _url("tls" if ssl_context is not None else "tcp", host, port)
+    stream: trio.abc.Stream | None = None
+    try:
+        with trio.fail_after(timeout), translate_io_errors(f"Connecting to {where}"):
+            stream = await trio.open_tcp_stream(host, port)
+            if ssl_context is not None:
+                tls = trio.SSLStream(stream, ssl_context, server_hostname=server_hostname or host)
+                stream = tls
+                await tls.do_handshake()
+    except trio.TooSlowError:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        raise ConnectionClosedError(
+            f"Connecting to {where} failed: no answer within {timeout:g} seconds."
+        ) from None
+    except ConnectionClosedError:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        raise
+    return stream
+
+
+@asynccontextmanager
+async def connect(
+    host: str,
+    port: int,
+    *,
+    client_id: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    dialect: Dialect = Dialect.JSONRPC,
+    framing: Framing = Framing.NEWLINE,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+) -> AsyncIterator[Client]:
+    """Connect to a server over TCP (TLS with ``ssl_context``) and yield a ``Client``.
+
+    Connecting is bounded by ``request_timeout`` too.  See ``open_client``
+    for the other arguments.
+    """
+    stream = await open_stream(
+        host, port, ssl_context=ssl_context, server_hostname=server_hostname, timeout=request_timeout
+    )
+    async with open_client(
+        stream,
+        client_id=client_id,
+        dialect=dialect,
+        framing=framing,
+        request_timeout=request_timeout,
+        subscription_buffer=subscription_buffer,
+        max_frame_size=max_frame_size,
+    ) as client:
+        yield client
