@@ -125,6 +125,11 @@ class InProcessClientConnection:
                 self._handle_event(message, events)  # type: ignore[arg-type]
         return events
 
+    @property
+    def error(self) -> str | None:
+        """Always ``None``: Python objects cannot arrive torn, unlike a byte stream."""
+        return None
+
     def receive_eof(self, reason: str = "The server closed the connection.") -> list[ClientEvent]:
         """The server is gone: every pending request fails with ``ConnectionClosedError``."""
         self._closed = True

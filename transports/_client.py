@@ -61,6 +61,8 @@ class ClientProtocol(Protocol):
     def forget(self, key: int) -> None: ...
     def receive_data(self, data: Any) -> list[ClientEvent]: ...
     def receive_eof(self, reason: str) -> list[ClientEvent]: ...
+    @property
+    def error(self) -> str | None: ...
 
 
 class _Waiter:
@@ -228,6 +230,9 @@ class Client:
                 if data is None:
                     break
                 self._dispatch(self._protocol.receive_data(data))
+                if self._protocol.error is not None:
+                    # What came before the damage was dispatched above; now the stream is over.
+                    raise RemoteProtocolError(self._protocol.error)
         except ConnectionClosedError as exc:
             reason = exc.message
         except RemoteProtocolError as exc:

@@ -133,3 +133,30 @@ async def test_subscription_overflow_policy(harness: Harness) -> None:
         assert await publisher.publish("bar", "again") == 1
         assert await collect(slow_bar, 1) == ["again"]
         assert broker.subscription_count == 1  # slow_bar
+
+
+async def test_answers_before_a_broken_header_arrive_then_the_connection_ends() -> None:
+    """A server that breaks its framing mid-read: what came first still counts."""
+    import orjson
+
+    from pubsub_rpc import ConnectionClosedError
+    from transports import open_client
+
+    client_side, server_side = trio.testing.memory_stream_pair()
+
+    async def fake_server() -> None:
+        request = await server_side.receive_some()
+        key = orjson.loads(request.splitlines()[0])["id"]
+        body = orjson.dumps({"jsonrpc": "2.0", "result": {}, "id": key})
+        await server_side.send_all(b"Content-Length: %d\r\n\r\n%sContent-Length: -1\r\n\r\n" % (len(body), body))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fake_server)
+            answered = []
+            with pytest.raises(ConnectionClosedError, match="broke the protocol"):
+                async with open_client(client_side, client_id="x") as client:
+                    await client.ping()  # answered before the damage
+                    answered.append(True)
+                    await client.ping()  # the connection is gone by now
+            assert answered == [True]
