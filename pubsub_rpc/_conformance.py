@@ -1,33 +1,59 @@
-"""The conformance vectors of ``spec/``, without I/O: find, load, match and interpret them.
+"""The conformance vectors of ``spec/``, without I/O: find, load and interpret them.
 
 One implementation of the vector semantics (spec/README.md, section 14) for
 every runner: tests/test_spec_vectors.py drives a ``ServerConnection`` with
 it, ``pubsub-rpc conformance`` drives sockets.  ``CaseRun.actions()`` turns a
-case into primitive actions (open, send these chunks, expect n frames, ...);
-a driver performs each one, feeding what the server writes into the action's
-``Wire``, and sends back the set of connections the server has closed.  The
-generator then checks what arrived and raises ``CaseFailure`` on a mismatch.
-Standard library and orjson only: no trio here.
+case into primitive actions (open, send these pieces, expect n frames, ...);
+a driver performs each one, feeding whatever the server writes on a
+connection into that connection's ``Wire``, and sends back the set of
+connections the server has closed (or is closing).  The generator then
+checks what arrived and raises ``CaseFailure`` on a mismatch, or
+``VectorError`` if the vector itself is wrong.  The matchers and the output
+checks are in ``_vector_checks``.  Standard library and orjson only.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-import re
 import sysconfig
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
-from ._errors import RemoteProtocolError
-from ._framing import DEFAULT_MAX_FRAME_SIZE, BadFrame, FrameDecoder, Framing
+from ._framing import DEFAULT_MAX_FRAME_SIZE, Framing
 from ._messages import ClientInfo
 from ._server import DEFAULT_MAX_BATCH, DEFAULT_MAX_OUTBOUND
+from ._vector_checks import Captures, CaseFailure, VectorError, Wire, compare_frames, encode, split
 
-#: Where to look for ``spec/`` before the checkout and the installed copy.
+__all__ = [
+    "DEFAULT_LIMITS",
+    "SPEC_DIR_ENV",
+    "Action",
+    "Captures",
+    "Case",
+    "CaseFailure",
+    "CaseRun",
+    "Close",
+    "Expect",
+    "ExpectClosed",
+    "HalfClose",
+    "Open",
+    "Send",
+    "Settle",
+    "SpecNotFoundError",
+    "Suite",
+    "VectorError",
+    "Wire",
+    "compare_frames",
+    "find_spec_dir",
+    "load_json",
+    "load_suite",
+    "skip_reason",
+]
+
+#: Where to look for ``spec/`` first (after an explicit directory).
 SPEC_DIR_ENV: Final = "PUBSUB_RPC_SPEC_DIR"
 #: The server limits a case without ``options`` assumes (spec/README.md, 2.4, 7.2, 8).
 DEFAULT_LIMITS: Final[Mapping[str, int]] = {
@@ -35,31 +61,20 @@ DEFAULT_LIMITS: Final[Mapping[str, int]] = {
     "max_batch": DEFAULT_MAX_BATCH,
     "max_outbound": DEFAULT_MAX_OUTBOUND,
 }
-STEP_KINDS: Final = frozenset(("send", "expect", "expect_nothing", "close", "eof", "expect_closed"))
-_MATCHER_KEYS: Final = frozenset(("$capture", "$type", "$regex", "$ref", "$not_ref", "$template", "$literal"))
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-_TEMPLATE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_HEADER = re.compile(rb"Content-Length: (\d+)\r\n\r\n")
-_HEADER_START: Final = b"Content-Length: "
+_STEP_KINDS: Final = frozenset(("send", "expect", "expect_nothing", "close", "eof", "expect_closed"))
 
 
 class SpecNotFoundError(Exception):
     """No usable ``spec/`` directory was found (or the one given is not one)."""
 
 
-class VectorError(Exception):
-    """A vector (or the suite) is malformed: the fault is not the server's."""
+# -- finding and loading -------------------------------------------------------------
 
 
-class CaseFailure(Exception):
-    """The server did not behave as the case says; the text says how."""
-
-
-# -- finding and loading ------------------------------------------------------------
-
-
-def find_spec_dir(explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Path:
-    """The spec directory: ``explicit``, else $PUBSUB_RPC_SPEC_DIR, else the checkout, else the installed copy."""
+def find_spec_dir(
+    explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Path:
+    """``explicit``, else $PUBSUB_RPC_SPEC_DIR, else the source checkout, else the installed copy."""
     env = os.environ if environ is None else environ
     given = explicit if explicit is not None else env.get(SPEC_DIR_ENV) or None
     if given is not None:
@@ -67,13 +82,18 @@ def find_spec_dir(explicit: str | os.PathLike[str] | None = None, environ: Mappi
         if not _is_spec_dir(path):
             raise SpecNotFoundError(f"{path}: not a pubsub-rpc spec directory (no vectors/clients.json)")
         return path
-    roots = [sysconfig.get_path("data"), sysconfig.get_path("data", sysconfig.get_preferred_scheme("user"))]
-    candidates = [Path(__file__).resolve().parents[1] / "spec"]
-    candidates += [Path(root) / "share" / "pubsub-rpc" / "spec" for root in roots]
+    data_dirs = {
+        sysconfig.get_path("data"),
+        sysconfig.get_path("data", sysconfig.get_preferred_scheme("user")),
+    }
+    candidates = [Path(__file__).resolve().parents[1] / "spec"]  # a checkout (editable install)
+    candidates += [Path(root) / "share" / "pubsub-rpc" / "spec" for root in sorted(data_dirs)]
     for path in candidates:
         if _is_spec_dir(path):
             return path
-    raise SpecNotFoundError(f"cannot find the conformance vectors: give their directory or set {SPEC_DIR_ENV}")
+    raise SpecNotFoundError(
+        f"cannot find the conformance vectors: give their directory or set {SPEC_DIR_ENV}"
+    )
 
 
 def _is_spec_dir(path: Path) -> bool:
@@ -89,7 +109,7 @@ class Case:
     description: str
     connections: Mapping[str, bool]  # name -> trusted, in the order they are opened
     options: Mapping[str, int]
-    steps: tuple[Mapping[str, Any], ...]
+    steps: tuple[dict[str, Any], ...]
     xfail: str | None = None
 
     @property
@@ -103,7 +123,7 @@ class Case:
 
 @dataclass(frozen=True, slots=True)
 class Suite:
-    """Every case of a spec directory, and the clients the server under test must register."""
+    """A spec directory: the clients a server under test registers, and every case."""
 
     root: Path
     clients: tuple[ClientInfo, ...]
@@ -129,39 +149,33 @@ def load_suite(spec_dir: str | os.PathLike[str] | None = None) -> Suite:
         )
     except (KeyError, TypeError) as exc:
         raise VectorError(f"{vectors / 'clients.json'}: malformed ({exc!r})") from None
-    cases = [
-        _case(raw, path.name)
-        for path in sorted(vectors.glob("*.json"))
-        if path.name != "clients.json"
-        for raw in _cases_of(path)
-    ]
-    names = [case.name for case in cases]
-    if len(set(names)) != len(names):
-        raise VectorError(f"{vectors}: case names repeat")
+    cases: list[Case] = []
+    for path in sorted(vectors.glob("*.json")):
+        if path.name != "clients.json":
+            document = load_json(path)
+            raw_cases = document.get("cases") if isinstance(document, dict) else None
+            if not isinstance(raw_cases, list):
+                raise VectorError(f"{path}: no list of cases")
+            cases += [_case(raw, path.name) for raw in raw_cases]
+    if len({case.name for case in cases}) != len(cases):
+        raise VectorError(f"{vectors}: two cases have the same name")
     return Suite(root, clients, tuple(cases))
 
 
-def _cases_of(path: Path) -> list[Any]:
-    cases = load_json(path).get("cases") if isinstance(load_json(path), dict) else None
-    if not isinstance(cases, list):
-        raise VectorError(f"{path}: no 'cases' list")
-    return cases
-
-
 def _case(raw: Any, file: str) -> Case:
-    name = raw.get("name") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        raise VectorError(f"{file}: a case must be an object")
+    name, connections, steps = raw.get("name"), raw.get("connections"), raw.get("steps")
+    options = raw.get("options", {})
     where = f"{file}: case {name!r}"
-    connections, options, steps = (raw.get(key) if isinstance(raw, dict) else None for key in
-                                   ("connections", "options", "steps"))
-    if not isinstance(name, str) or not isinstance(connections, dict) or not isinstance(steps, list):
+    if not (isinstance(name, str) and isinstance(connections, dict) and isinstance(steps, list) and steps):
         raise VectorError(f"{where}: needs a name, connections and steps")
     if not all(isinstance(spec, dict) for spec in connections.values()):
         raise VectorError(f"{where}: a connection must be an object")
-    options = options or {}
     if not isinstance(options, dict) or not set(options) <= set(DEFAULT_LIMITS):
         raise VectorError(f"{where}: unknown options {options!r}")
     for step in steps:
-        if not isinstance(step, dict) or len(step) != 1 or not set(step) <= STEP_KINDS:
+        if not (isinstance(step, dict) and len(step) == 1 and set(step) <= _STEP_KINDS):
             raise VectorError(f"{where}: not a step: {step!r}")
     return Case(
         name=name,
@@ -177,12 +191,12 @@ def _case(raw: Any, file: str) -> Case:
 def skip_reason(
     case: Case, *, trusted: bool, limits: Mapping[str, int] | None = None, half_close: bool = True
 ) -> str | None:
-    """Why a runner must skip ``case`` (spec 14.2), or None.
+    """Why a runner must skip ``case`` (spec/README.md, 14.2), or None to run it.
 
     ``trusted``: the runner can open trusted connections.  ``limits``: the
-    limits of the server under test (missing ones are the defaults), or None
-    if the runner sets each case's own.  ``half_close``: the transport can
-    shut down its sending side (TLS cannot).
+    limits of the one server under test (missing ones are the defaults); None
+    if the runner gives each case the limits it asks for.  ``half_close``:
+    the transport can shut down its sending side (TLS cannot).
     """
     if case.needs_trusted and not trusted:
         return "needs a trusted connection"
@@ -196,124 +210,179 @@ def skip_reason(
     return None
 
 
-# -- matching -----------------------------------------------------------------------
+# -- interpreting a case -------------------------------------------------------------
 
 
-def canonical(value: Any) -> str:
-    """Compact JSON that tells 1, 1.0 and true apart and keeps member order."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+@dataclass(frozen=True, slots=True)
+class Open:
+    """Open connection ``conn`` (trusted or not) on a server with ``options`` as its limits."""
+
+    conn: str
+    trusted: bool
+    options: Mapping[str, int]
+    wire: Wire = field(repr=False)
 
 
-def _short(value: Any, limit: int = 300) -> str:
-    text = canonical(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Write ``pieces`` on ``conn``, each as a write of its own."""
+
+    conn: str
+    pieces: tuple[bytes, ...]
 
 
-def has_type(value: Any, kind: str) -> bool:
-    """``value`` is of the vector type ``kind`` (``$type``)."""
-    checks: dict[str, Callable[[Any], bool]] = {
-        "string": lambda v: isinstance(v, str),
-        "integer": lambda v: type(v) is int,
-        "number": lambda v: type(v) in (int, float),
-        "boolean": lambda v: type(v) is bool,
-        "null": lambda v: v is None,
-        "object": lambda v: isinstance(v, dict),
-        "array": lambda v: isinstance(v, list),
-        "any": lambda v: True,
-        "uuid": lambda v: isinstance(v, str) and _UUID.match(v) is not None,
-    }
-    if kind not in checks:
-        raise VectorError(f"unknown $type {kind!r}")
-    return checks[kind](value)
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """Read ``conn`` until ``count`` frames are there (timing out if not); for 0, a quiet period."""
+
+    conn: str
+    count: int
 
 
-def _is_matcher(value: Any) -> bool:
-    return isinstance(value, dict) and bool(value) and all(key.startswith("$") for key in value)
+@dataclass(frozen=True, slots=True)
+class ExpectClosed:
+    """Read ``conn`` until the server closes it (or a timeout)."""
+
+    conn: str
 
 
-class Captures:
-    """The values a case captured (``$capture``), and matching and substitution with them."""
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close ``conn`` abruptly, losing what is unread; give the server time to notice."""
 
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def get(self, name: str) -> Any:
-        if name not in self.values:
-            raise VectorError(f"${name} used before it was captured")
-        return self.values[name]
-
-    def template(self, text: str) -> str:
-        return _TEMPLATE.sub(lambda m: str(self.get(m.group(1))), text)
-
-    def resolve(self, value: Any) -> Any:
-        """A ``send``'s json with its ``$ref``, ``$template`` and ``$literal`` objects replaced."""
-        if _is_matcher(value):
-            if "$ref" in value:
-                return self.get(value["$ref"])
-            if "$template" in value:
-                return self.template(value["$template"])
-            if "$literal" in value:
-                return value["$literal"]
-            raise VectorError(f"cannot send the matcher {value!r}")
-        if isinstance(value, dict):
-            return {key: self.resolve(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self.resolve(item) for item in value]
-        return value
-
-    def match(self, want: Any, got: Any, path: str) -> None:
-        """Raise ``CaseFailure`` naming the first difference at or under ``path``."""
-        if _is_matcher(want):
-            self._matcher(want, got, path)
-        elif isinstance(want, dict):
-            if not isinstance(got, dict):
-                raise CaseFailure(f"{path}: expected an object, got {_short(got)}")
-            if list(got) != list(want):
-                raise CaseFailure(f"{path}: expected members {list(want)}, got {list(got)}")
-            for key, item in want.items():
-                self.match(item, got[key], f"{path}.{key}")
-        elif isinstance(want, list):
-            if not isinstance(got, list) or len(got) != len(want):
-                raise CaseFailure(f"{path}: expected {_short(want)}, got {_short(got)}")
-            for position, (item, other) in enumerate(zip(want, got, strict=True)):
-                self.match(item, other, f"{path}[{position}]")
-        elif type(got) is not type(want) or got != want:
-            raise CaseFailure(f"{path}: expected {_short(want)}, got {_short(got)}")
-
-    def _matcher(self, want: dict[str, Any], got: Any, path: str) -> None:
-        unknown = set(want) - _MATCHER_KEYS
-        if unknown:
-            raise VectorError(f"unknown matcher keys {sorted(unknown)}")
-        if "$literal" in want and canonical(got) != canonical(want["$literal"]):
-            raise CaseFailure(f"{path}: expected {_short(want['$literal'])}, got {_short(got)}")
-        if "$ref" in want and canonical(got) != canonical(self.get(want["$ref"])):
-            raise CaseFailure(
-                f"{path}: expected ${want['$ref']} = {_short(self.get(want['$ref']))}, got {_short(got)}"
-            )
-        if "$template" in want and got != self.template(want["$template"]):
-            raise CaseFailure(f"{path}: expected {_short(self.template(want['$template']))}, got {_short(got)}")
-        if "$type" in want and not has_type(got, want["$type"]):
-            raise CaseFailure(f"{path}: expected a {want['$type']}, got {_short(got)}")
-        if "$regex" in want and not (isinstance(got, str) and re.search(want["$regex"], got)):
-            raise CaseFailure(f"{path}: expected a string matching {want['$regex']!r}, got {_short(got)}")
-        not_refs = want.get("$not_ref", [])
-        for name in [not_refs] if isinstance(not_refs, str) else not_refs:
-            if canonical(got) == canonical(self.get(name)):
-                raise CaseFailure(f"{path}: must differ from ${name}, but is {_short(got)}")
-        if "$capture" in want:
-            if want["$capture"] in self.values:
-                raise VectorError(f"${want['$capture']} captured twice")
-            self.values[want["$capture"]] = got
+    conn: str
 
 
-def compare_frames(expected: list[Any], actual: list[Any], captures: Captures, *, conn: str) -> str | None:
-    """Why the frames that arrived on ``conn`` do not match the expected ones, or None."""
-    if len(actual) != len(expected):
-        got = f": {_short(actual, 600)}" if actual else ""
-        return f"expected {len(expected)} frame(s) on {conn!r}, got {len(actual)}{got}"
-    for position, (want, got) in enumerate(zip(expected, actual, strict=True)):
+@dataclass(frozen=True, slots=True)
+class HalfClose:
+    """Shut down the sending side of ``conn`` (EOF); keep reading."""
+
+    conn: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """The end of the case: read ``conns`` for a quiet period, for any frame nobody expected."""
+
+    conns: tuple[str, ...]
+
+
+Action: TypeAlias = Open | Send | Expect | ExpectClosed | Close | HalfClose | Settle
+#: What a driver sends back after each action: the connections the server has closed (or is closing).
+ClosedByServer: TypeAlias = frozenset[str]
+_Steps: TypeAlias = Generator[Action, ClosedByServer, None]
+
+
+class CaseRun:
+    """One run of one case.  Drive ``actions()``; hooks see what was sent and matched.
+
+    A driver that hits a ``CaseFailure`` while performing an action (a
+    ``Wire`` refusing the server's output, say) throws it into the generator,
+    which re-raises it naming the step.
+
+    ``on_sent(conn, message)`` gets each JSON value sent; ``on_frames(conn,
+    frames)`` the frames of each ``expect`` once they matched (the core test
+    validates them against the message schemas there).
+    """
+
+    def __init__(
+        self,
+        case: Case,
+        *,
+        on_sent: Callable[[str, Any], None] | None = None,
+        on_frames: Callable[[str, list[Any]], None] | None = None,
+    ) -> None:
+        self.case = case
+        self.captures = Captures()
+        self.wires = {name: Wire() for name in case.connections}
+        self._on_sent = on_sent
+        self._on_frames = on_frames
+        self._dirty: set[str] = set()  # sent since last checked
+        self._gone: set[str] = set()  # closed by the peer (close step)
+        self._seen_closed: set[str] = set()  # expect_closed passed
+
+    def actions(self) -> _Steps:
+        for name, trusted in self.case.connections.items():
+            yield Open(name, trusted, self.case.options, self.wires[name])
+        for number, step in enumerate(self.case.steps, start=1):
+            ((kind, arg),) = step.items()
+            try:
+                yield from getattr(self, f"_{kind}")(arg)
+            except CaseFailure as exc:
+                raise CaseFailure(f"step {number} ({kind}): {exc}") from None
+            except VectorError as exc:
+                raise VectorError(f"{self.case.name}: step {number} ({kind}): {exc}") from None
+        open_conns = tuple(name for name in self.wires if name not in self._gone)
         try:
-            captures.match(want, got, f"{conn}[{position}]")
+            closed = yield Settle(open_conns)
         except CaseFailure as exc:
-            return f"{exc} (in {_short(got)})"
-    return None
+            raise CaseFailure(f"at the end: {exc}") from None
+        for name in open_conns:
+            unread = self.wires[name].take()
+            if unread:
+                raise CaseFailure(f"at the end: {compare_frames([], unread, self.captures, conn=name)}")
+            if name in closed and name not in self._seen_closed:
+                raise CaseFailure(f"at the end: the server closed {name!r}, which the case does not expect")
+
+    def _usable(self, name: str) -> Wire:
+        if name not in self.wires:
+            raise VectorError(f"undeclared connection {name!r}")
+        if name in self._gone:
+            raise VectorError(f"connection {name!r} was closed by an earlier step")
+        return self.wires[name]
+
+    def _send(self, step: dict[str, Any]) -> _Steps:
+        name = step["conn"]
+        wire = self._usable(name)
+        others = sorted(self._dirty - {name})
+        if others:
+            raise VectorError(f"send on {name!r} before checking {others}: a live runner would race")
+        message = self.captures.resolve(step["json"]) if "json" in step else None
+        data = encode(step, message)
+        wire.sent(data)
+        yield Send(name, tuple(split(data, step.get("split", "whole"))))
+        self._dirty.add(name)
+        if message is not None and self._on_sent is not None:
+            self._on_sent(name, message)
+
+    def _expect(self, step: dict[str, Any]) -> _Steps:
+        name, expected = step["conn"], step["frames"]
+        wire = self._usable(name)
+        closed = yield Expect(name, len(expected))
+        actual = wire.take()
+        problem = compare_frames(expected, actual, self.captures, conn=name)
+        if problem is not None:
+            if len(actual) != len(expected):
+                problem += f" ({wire.pending} bytes of a frame more)" if wire.pending else ""
+                problem += " and the server closed the connection" if name in closed else ""
+            raise CaseFailure(problem)
+        if "framing" in step and wire.framing is not Framing(step["framing"]):
+            raise CaseFailure(f"{name!r}: expected {step['framing']} framing, got {wire.framing}")
+        if self._on_frames is not None:
+            self._on_frames(name, actual)
+        self._dirty.discard(name)
+
+    def _expect_nothing(self, name: str) -> _Steps:
+        yield from self._expect({"conn": name, "frames": []})
+
+    def _close(self, name: str) -> _Steps:
+        self._usable(name)
+        yield Close(name)
+        self._gone.add(name)
+        self._dirty.discard(name)
+
+    def _eof(self, name: str) -> _Steps:
+        self._usable(name)
+        yield HalfClose(name)
+        self._dirty.add(name)
+
+    def _expect_closed(self, name: str) -> _Steps:
+        wire = self._usable(name)
+        closed = yield ExpectClosed(name)
+        unread = wire.take()
+        if unread:
+            raise CaseFailure(compare_frames([], unread, self.captures, conn=name) or "")
+        if name not in closed:
+            raise CaseFailure(f"the server did not close {name!r}")
+        self._seen_closed.add(name)
+        self._dirty.discard(name)

@@ -1,20 +1,23 @@
 """The conformance vectors in spec/ run against the sans-IO core.
 
-This is the only reader of spec/.  It checks that every vector file has the
-shape spec/vector.schema.json pins, that the message schemas in spec/schemas
-are valid and agree with what the server accepts and writes, and then runs
-every case: a fresh Broker with the registered clients of clients.json, one
-ServerConnection per vector connection, bytes in with ``receive_data`` (split
-as the step says), frames out of ``data_to_send`` decoded with a FrameDecoder.
-Expected frames must match exactly and completely: same frames, same order,
-same object key order, nothing left over.  The semantics of every step and
-matcher are in spec/README.md ("Conformance vectors").
+This checks that every vector file has the shape spec/vector.schema.json
+pins, that the message schemas in spec/schemas are valid and agree with what
+the server accepts and writes, and then runs every case: a fresh Broker with
+the registered clients of clients.json, one ServerConnection per vector
+connection, bytes in with ``receive_data`` (split as the step says), frames
+out of ``data_to_send``.  The semantics of every step and matcher live in
+``pubsub_rpc._conformance`` (shared with ``pubsub-rpc conformance``, which
+runs the same cases against a live server); this file only performs its
+actions on the core.  Expected frames must match exactly and completely:
+same frames, same order, same object key order, written exactly in the
+peer's framing, nothing left over.  The semantics are specified in
+spec/README.md ("Conformance vectors").
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import dataclasses
 import json
 import re
 import subprocess
@@ -22,20 +25,33 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from pubsub_rpc import (
-    BadFrame,
-    Broker,
-    ClientInfo,
-    FrameDecoder,
-    Framing,
-    RemoteProtocolError,
-    ServerConnection,
+from pubsub_rpc import Broker, RemoteProtocolError, ServerConnection
+from pubsub_rpc._conformance import (
+    SPEC_DIR_ENV,
+    Action,
+    Captures,
+    Case,
+    CaseFailure,
+    CaseRun,
+    Close,
+    Expect,
+    ExpectClosed,
+    HalfClose,
+    Open,
+    Send,
+    Settle,
+    SpecNotFoundError,
+    VectorError,
+    Wire,
+    find_spec_dir,
+    load_suite,
+    skip_reason,
 )
+from pubsub_rpc._vector_checks import canonical
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "spec"
@@ -48,8 +64,6 @@ METHODS = frozenset(("publish", "subscribe", "unsubscribe", "ping"))
 MALFORMED = frozenset((-32600, -32602))
 # Answers with these codes refuse a well-formed request: its schema must accept it.
 REFUSED = frozenset((-32001, -32002, -32003, -32004, -32005))
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-CONTENT_LENGTH_FRAME = re.compile(rb"Content-Length: (\d+)\r\n\r\n")
 
 
 def _load(path: Path) -> Any:
@@ -57,10 +71,11 @@ def _load(path: Path) -> Any:
 
 
 VECTOR_SCHEMA = _load(SPEC / "vector.schema.json")
-CLIENTS = _load(VECTORS / "clients.json")["clients"]
 VECTOR_FILES = sorted(VECTORS.glob("*.json"))
 CASE_FILES = [path for path in VECTOR_FILES if path.name != "clients.json"]
 CASES = [case for path in CASE_FILES for case in _load(path)["cases"]]
+# The same cases through the shared loader (the explicit directory: this checkout's spec/).
+SUITE = load_suite(SPEC)
 
 MESSAGE_SCHEMAS = {path.name.removesuffix(".json"): _load(path) for path in sorted(SCHEMAS.glob("*.json"))}
 _REGISTRY: Registry = Registry().with_resources(
@@ -78,11 +93,6 @@ def _validate(name: str, message: Any) -> None:
 
 def _is_valid(name: str, message: Any) -> bool:
     return VALIDATORS[name].is_valid(message)
-
-
-def _canonical(value: Any) -> bytes:
-    # Distinguishes 1 from 1.0 from true, as JSON does.
-    return orjson.dumps(value)
 
 
 # -- static checks ---------------------------------------------------------------
@@ -153,6 +163,14 @@ def test_enough_cases() -> None:
     assert len(CASES) >= MIN_CASES
 
 
+def test_the_shared_loader_sees_every_case() -> None:
+    assert SUITE.root == SPEC
+    assert [case.name for case in SUITE.cases] == [case["name"] for case in CASES]
+    assert [(c.id, c.can_publish, c.can_subscribe) for c in SUITE.clients] == [
+        (c["id"], c["can_publish"], c["can_subscribe"]) for c in _load(VECTORS / "clients.json")["clients"]
+    ]
+
+
 def test_case_names_unique() -> None:
     names = [case["name"] for case in CASES]
     assert len(names) == len(set(names))
@@ -195,240 +213,84 @@ def test_vectors_match_their_generator() -> None:
 # -- running a case --------------------------------------------------------------
 
 
-class VectorError(AssertionError):
-    """The vector itself is wrong (not the implementation)."""
+class CoreDriver:
+    """Performs a case's actions on the core: a fresh Broker, one ServerConnection per connection."""
 
-
-class CaseRunner:
-    """Runs one case against the core; one attribute per concern, no I/O."""
-
-    def __init__(self, case: dict[str, Any]) -> None:
-        self.case = case
+    def __init__(self) -> None:
         self.broker = Broker()
-        for client in CLIENTS:
-            self.broker.register_client(
-                ClientInfo(
-                    client["id"], can_publish=client["can_publish"], can_subscribe=client["can_subscribe"]
-                )
-            )
+        for client in SUITE.clients:
+            self.broker.register_client(client)
         self.broker.start()
-        options = case.get("options", {})
-        self.conns = {
-            name: ServerConnection(self.broker, trusted=spec.get("trusted", False), **options)
-            for name, spec in case["connections"].items()
-        }
-        # One decoder per connection for what the server writes (no size limit of our own).
-        self.decoders = {name: FrameDecoder(max_frame_size=1 << 30) for name in self.conns}
-        self.unread: dict[str, list[Any]] = {name: [] for name in self.conns}
-        self.first_byte: dict[str, int | None] = dict.fromkeys(self.conns)
-        self.dirty: set[str] = set()  # sent since last checked
-        self.gone: set[str] = set()  # closed by the peer (close step)
-        self.seen_closed: set[str] = set()  # expect_closed passed
-        self.captures: dict[str, Any] = {}
-        # (connection, answer key) -> (method, dialect, request) for the schema cross-check.
-        self.requests: dict[tuple[str, tuple[str, Any]], tuple[str, str, Any]] = {}
+        self.conns: dict[str, ServerConnection] = {}
+        self.wires: dict[str, Wire] = {}
 
-    # steps
+    def run(self, run: CaseRun) -> None:
+        actions = run.actions()
+        with contextlib.suppress(StopIteration):
+            action = next(actions)
+            while True:
+                try:
+                    self.perform(action)
+                except CaseFailure as exc:
+                    action = actions.throw(exc)  # re-raised, naming the step
+                else:
+                    action = actions.send(
+                        frozenset(name for name, conn in self.conns.items() if conn.closing)
+                    )
 
-    def run(self) -> None:
-        for index, step in enumerate(self.case["steps"]):
-            ((kind, arg),) = step.items()
-            try:
-                getattr(self, f"step_{kind}")(arg)
-            except AssertionError as exc:
-                raise AssertionError(f"step {index} ({kind}): {exc}") from None
-        for name in self.conns:
-            if name in self.gone:
-                continue
-            self._collect(name)
-            assert not self.unread[name], (
-                f"connection {name!r}: unexpected frames at the end: {self.unread[name]!r}"
-            )
-            if name not in self.seen_closed:
-                assert not self.conns[name].closing, (
-                    f"connection {name!r} is closing but the case does not expect it"
-                )
-
-    def step_send(self, step: dict[str, Any]) -> None:
-        name = step["conn"]
-        self._usable(name)
-        others = sorted(self.dirty - {name})
-        if others:
-            raise VectorError(f"send on {name!r} before checking {others}: a live runner would race")
-        sent = self._resolve(step["json"]) if "json" in step else None
-        data = self._encode(step, sent)
-        for byte in data:
-            if byte not in b" \t\r\n":
-                if self.first_byte[name] is None:
-                    self.first_byte[name] = byte
-                break
-        for chunk in _split(data, step.get("split", "whole")):
-            self.conns[name].receive_data(chunk)
-        self.dirty.add(name)
-        if sent is not None:
-            self._record_requests(name, sent)
-
-    def step_expect(self, step: dict[str, Any]) -> None:
-        name = step["conn"]
-        self._usable(name)
-        self._collect(name)
-        actual, self.unread[name] = self.unread[name], []
-        expected = step["frames"]
-        assert len(actual) == len(expected), (
-            f"connection {name!r}: expected {len(expected)} frame(s), got {len(actual)}: {actual!r}"
-        )
-        for position, (want, got) in enumerate(zip(expected, actual, strict=True)):
-            self._match(want, got, f"{name}[{position}]")
-        for frame in actual:
-            self._check_schemas(name, frame)
-        if "framing" in step:
-            framing = Framing.CONTENT_LENGTH if step["framing"] == "content-length" else Framing.NEWLINE
-            assert self.decoders[name].framing is framing, (
-                f"{name!r} written in {self.decoders[name].framing}"
-            )
-        self.dirty.discard(name)
-
-    def step_expect_nothing(self, name: str) -> None:
-        self.step_expect({"conn": name, "frames": []})
-
-    def step_close(self, name: str) -> None:
-        self._usable(name)
-        self.conns[name].close()
-        # Whatever was still queued for the peer is lost with the socket.
-        self.conns[name].data_to_send()
-        self.gone.add(name)
-        self.dirty.discard(name)
-
-    def step_eof(self, name: str) -> None:
-        self._usable(name)
-        # EOF inside a frame raises: the fragment is dropped and the connection ends.
-        with contextlib.suppress(RemoteProtocolError):
-            self.conns[name].receive_eof()
-        self.dirty.add(name)
-
-    def step_expect_closed(self, name: str) -> None:
-        self.step_expect({"conn": name, "frames": []})
-        assert self.conns[name].closing, f"connection {name!r} is not being closed by the server"
-        self.seen_closed.add(name)
-
-    # helpers
-
-    def _usable(self, name: str) -> None:
-        if name not in self.conns:
-            raise VectorError(f"undeclared connection {name!r}")
-        if name in self.gone:
-            raise VectorError(f"connection {name!r} was closed by an earlier step")
-
-    @staticmethod
-    def _encode(step: dict[str, Any], sent: Any) -> bytes:
-        if "text" in step:
-            return step["text"].encode("utf-8")
-        if "hex" in step:
-            return bytes.fromhex(step["hex"])
-        body = json.dumps(sent, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        framing = step.get("framing", "newline")
-        if framing == "newline":
-            return body + b"\n"
-        if framing == "content-length":
-            return b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
-        return body
-
-    def _resolve(self, value: Any) -> Any:
-        if isinstance(value, dict):
-            if value and all(key.startswith("$") for key in value):
-                if "$ref" in value:
-                    return self._captured(value["$ref"])
-                if "$template" in value:
-                    return self._template(value["$template"])
-                return value["$literal"]
-            return {key: self._resolve(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self._resolve(item) for item in value]
-        return value
-
-    def _captured(self, name: str) -> Any:
-        if name not in self.captures:
-            raise VectorError(f"${name} used before it was captured")
-        return self.captures[name]
-
-    def _template(self, text: str) -> str:
-        return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: str(self._captured(m.group(1))), text)
+    def perform(self, action: Action) -> None:
+        match action:
+            case Open(conn=name, trusted=trusted, options=options, wire=wire):
+                self.conns[name] = ServerConnection(self.broker, trusted=trusted, **options)
+                self.wires[name] = wire
+            case Send(conn=name, pieces=pieces):
+                for piece in pieces:
+                    self.conns[name].receive_data(piece)
+            case Expect(conn=name) | ExpectClosed(conn=name):
+                self._collect(name)
+            case Settle(conns=names):
+                for name in names:
+                    self._collect(name)
+            case Close(conn=name):
+                self.conns[name].close()
+                self.conns[name].data_to_send()  # what was still queued is lost with the socket
+            case HalfClose(conn=name):
+                # EOF inside a frame raises: the fragment is dropped and the connection ends.
+                with contextlib.suppress(RemoteProtocolError):
+                    self.conns[name].receive_eof()
 
     def _collect(self, name: str) -> None:
         data = self.conns[name].data_to_send()
-        if not data:
-            return
-        wanted = Framing.CONTENT_LENGTH if self.first_byte[name] in (ord("C"), ord("c")) else Framing.NEWLINE
-        bodies = _strict_split(data, wanted)
-        frames = self.decoders[name].feed(data)
-        assert self.decoders[name].framing is wanted, f"{name!r}: output framing differs from the peer's"
-        assert len(frames) == len(bodies), f"{name!r}: frame boundaries disagree: {data!r}"
-        for frame in frames:
-            assert not isinstance(frame, BadFrame), f"{name!r}: server wrote a bad frame: {frame}"
-        self.unread[name].extend(frames)
+        if data:
+            self.wires[name].received(data)
 
-    def _match(self, want: Any, got: Any, path: str) -> None:
-        if isinstance(want, dict) and want and all(key.startswith("$") for key in want):
-            self._match_matcher(want, got, path)
-        elif isinstance(want, dict):
-            assert isinstance(got, dict), f"{path}: expected an object, got {got!r}"
-            assert list(got) == list(want), f"{path}: keys {list(got)} != {list(want)}"
-            for key, item in want.items():
-                self._match(item, got[key], f"{path}.{key}")
-        elif isinstance(want, list):
-            assert isinstance(got, list) and len(got) == len(want), f"{path}: expected {want!r}, got {got!r}"
-            for position, (item, other) in enumerate(zip(want, got, strict=True)):
-                self._match(item, other, f"{path}[{position}]")
-        else:
-            assert type(got) is type(want) and got == want, f"{path}: expected {want!r}, got {got!r}"
 
-    def _match_matcher(self, want: dict[str, Any], got: Any, path: str) -> None:
-        if "$literal" in want:
-            assert _canonical(got) == _canonical(want["$literal"]), (
-                f"{path}: expected {want['$literal']!r}, got {got!r}"
-            )
-        if "$ref" in want:
-            value = self._captured(want["$ref"])
-            assert _canonical(got) == _canonical(value), (
-                f"{path}: expected ${want['$ref']} = {value!r}, got {got!r}"
-            )
-        if "$template" in want:
-            text = self._template(want["$template"])
-            assert got == text, f"{path}: expected {text!r}, got {got!r}"
-        if "$type" in want:
-            assert _has_type(got, want["$type"]), f"{path}: expected a {want['$type']}, got {got!r}"
-        if "$regex" in want:
-            assert isinstance(got, str) and re.search(want["$regex"], got), (
-                f"{path}: {got!r} !~ {want['$regex']}"
-            )
-        not_refs = want.get("$not_ref", [])
-        for name in [not_refs] if isinstance(not_refs, str) else not_refs:
-            assert _canonical(got) != _canonical(self._captured(name)), f"{path}: must differ from ${name}"
-        if "$capture" in want:
-            if want["$capture"] in self.captures:
-                raise VectorError(f"${want['$capture']} captured twice")
-            self.captures[want["$capture"]] = got
+class SchemaChecks:
+    """Every frame the server writes must fit a message schema, and each answered
+    request must fit (or not fit) its request schema as the answer says."""
 
-    # schema cross-checks: every frame the server writes must fit a message schema,
-    # and each answered request must fit (or not fit) its request schema as the answer says.
+    def __init__(self) -> None:
+        # (connection, answer key) -> (method, dialect, request)
+        self.requests: dict[tuple[str, tuple[str, Any]], tuple[str, str, Any]] = {}
 
-    def _record_requests(self, name: str, sent: Any) -> None:
+    def sent(self, name: str, sent: Any) -> None:
         for message in sent if isinstance(sent, list) else [sent]:
             if not isinstance(message, dict) or message.get("method") not in METHODS:
                 continue
             params = message.get("params")
             if "id" in message:
-                key, dialect = ("id", _canonical(message["id"])), "jsonrpc"
+                key, dialect = ("id", canonical(message["id"])), "jsonrpc"
             elif isinstance(params, dict) and isinstance(params.get("request_id"), str):
                 key, dialect = ("rid", params["request_id"]), "pub_sub"
             else:
                 continue
             self.requests[(name, key)] = (message["method"], dialect, message)
 
-    def _check_schemas(self, name: str, frame: Any) -> None:
-        _validate("server-message", frame)
-        for message in frame if isinstance(frame, list) else [frame]:
-            self._check_answer(name, message)
+    def frames(self, name: str, frames: list[Any]) -> None:
+        for frame in frames:
+            _validate("server-message", frame)
+            for message in frame if isinstance(frame, list) else [frame]:
+                self._check_answer(name, message)
 
     def _check_answer(self, name: str, message: dict[str, Any]) -> None:
         method = message.get("method")
@@ -440,7 +302,7 @@ class CaseRunner:
             success = message["params"]["status"]
             code = None if success else message["params"]["error_code"]
         else:
-            dialect, key = "jsonrpc", ("id", _canonical(message["id"]))
+            dialect, key = "jsonrpc", ("id", canonical(message["id"]))
             success = "result" in message
             code = None if success else message["error"]["code"]
         if not success:
@@ -462,64 +324,155 @@ class CaseRunner:
             _validate(schema, sent)
 
 
-def _has_type(value: Any, kind: str) -> bool:
-    checks = {
-        "string": lambda v: isinstance(v, str),
-        "integer": lambda v: type(v) is int,
-        "number": lambda v: type(v) in (int, float),
-        "boolean": lambda v: type(v) is bool,
-        "null": lambda v: v is None,
-        "object": lambda v: isinstance(v, dict),
-        "array": lambda v: isinstance(v, list),
-        "any": lambda v: True,
-        "uuid": lambda v: isinstance(v, str) and UUID.match(v) is not None,
-    }
-    return checks[kind](value)
-
-
-def _split(data: bytes, split: str | list[int]) -> list[bytes]:
-    if split == "whole":
-        return [data]
-    if split == "bytes":
-        return [data[i : i + 1] for i in range(len(data))]
-    cuts = list(split)
-    if cuts != sorted(cuts) or cuts[-1] >= len(data):
-        raise VectorError(f"split offsets {cuts} do not fit {len(data)} bytes")
-    bounds = [0, *cuts, len(data)]
-    return [data[start:end] for start, end in itertools.pairwise(bounds)]
-
-
-def _strict_split(data: bytes, framing: Framing) -> list[bytes]:
-    """Frame bodies, checking the server writes exactly the framing spec/README.md specifies."""
-    if framing is Framing.NEWLINE:
-        assert data.endswith(b"\n"), f"newline output must end with a newline: {data!r}"
-        lines = data[:-1].split(b"\n")
-        for line in lines:
-            assert line and line[:1] not in b" \t\r" and line[-1:] not in b" \t\r", (
-                f"not one frame per line: {data!r}"
-            )
-        return lines
-    bodies = []
-    position = 0
-    while position < len(data):
-        header = CONTENT_LENGTH_FRAME.match(data, position)
-        assert header, f"bad Content-Length header at {position}: {data[position : position + 40]!r}"
-        start = header.end()
-        end = start + int(header.group(1))
-        assert end <= len(data), f"body shorter than its Content-Length: {data!r}"
-        bodies.append(data[start:end])
-        position = end
-    return bodies
-
-
 def _params() -> list[Any]:
     params = []
-    for case in CASES:
-        marks = [pytest.mark.xfail(reason=case["xfail"], strict=True)] if "xfail" in case else []
-        params.append(pytest.param(case, id=case["name"], marks=marks))
+    for case in SUITE.cases:
+        marks = [pytest.mark.xfail(reason=case.xfail, strict=True)] if case.xfail else []
+        params.append(pytest.param(case, id=case.name, marks=marks))
     return params
 
 
 @pytest.mark.parametrize("case", _params())
-def test_vector(case: dict[str, Any]) -> None:
-    CaseRunner(case).run()
+def test_vector(case: Case) -> None:
+    schemas = SchemaChecks()
+    CoreDriver().run(CaseRun(case, on_sent=schemas.sent, on_frames=schemas.frames))
+
+
+# -- the shared vector semantics reject what they should ---------------------------
+
+
+def _run_edited(name: str, edit: Any) -> None:
+    """Run a copy of case ``name`` whose raw steps ``edit`` changed in place."""
+    case = next(case for case in SUITE.cases if case.name == name)
+    steps = json.loads(json.dumps(case.steps))
+    edit(steps)
+    CoreDriver().run(CaseRun(dataclasses.replace(case, steps=tuple(steps))))
+
+
+PING_CASE = "dialects.jsonrpc.ping"
+
+
+def _last_expect(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(step["expect"] for step in reversed(steps) if "expect" in step)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: _last_expect(s)["frames"].append({"jsonrpc": "2.0"}), "expected 2 frame(s) on 'a', got 1"),
+        (lambda s: _last_expect(s)["frames"].clear(), "expected 0 frame(s) on 'a', got 1"),
+        (lambda s: s.pop(), "at the end: expected 0 frame(s) on 'a', got 1"),
+        (lambda s: _last_expect(s)["frames"][0].update(id=1.0), "a[0].id: expected 1.0, got 1"),
+        (lambda s: _last_expect(s)["frames"][0].update(id=True), "a[0].id: expected true, got 1"),
+        (
+            lambda s: _last_expect(s)["frames"].__setitem__(0, {"id": 1, "jsonrpc": "2.0", "result": {}}),
+            "a[0]: expected members ['id', 'jsonrpc', 'result'], got ['jsonrpc', 'result', 'id']",
+        ),
+        (
+            lambda s: _last_expect(s)["frames"][0].update(result={"$type": "uuid"}),
+            "a[0].result: expected a uuid, got {}",
+        ),
+        (
+            lambda s: _last_expect(s)["frames"][0].update(jsonrpc={"$regex": "^1"}),
+            "a[0].jsonrpc: expected a string matching '^1', got \"2.0\"",
+        ),
+        (lambda s: _last_expect(s).update(framing="content-length"), "expected content-length framing"),
+        (lambda s: s.append({"expect_closed": "a"}), "the server did not close 'a'"),
+    ],
+)
+def test_mismatches_are_reported(edit: Any, message: str) -> None:
+    with pytest.raises(CaseFailure) as caught:
+        _run_edited(PING_CASE, edit)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda s: _last_expect(s)["frames"][0].update(id={"$ref": "nope"}),
+            "$nope used before it was captured",
+        ),
+        (lambda s: _last_expect(s)["frames"][0].update(id={"$bogus": 1}), "unknown matcher keys ['$bogus']"),
+        (lambda s: s.insert(0, {"close": "zz"}), "undeclared connection 'zz'"),
+        (lambda s: s[0]["send"].update(split=[999]), "do not fit"),
+    ],
+)
+def test_broken_vectors_are_reported(edit: Any, message: str) -> None:
+    with pytest.raises(VectorError, match=re.escape(message)):
+        _run_edited(PING_CASE, edit)
+
+
+def test_captures() -> None:
+    captures = Captures()
+    captures.match({"$capture": "s", "$type": "string"}, "x", "f")
+    captures.match({"$ref": "s"}, "x", "f")
+    captures.match({"$template": "<${s}>"}, "<x>", "f")
+    captures.match({"$literal": {"$ref": "s"}}, {"$ref": "s"}, "f")
+    captures.match({"$not_ref": ["s"], "$type": "string"}, "y", "f")
+    assert captures.resolve({"a": [{"$ref": "s"}, {"$template": "${s}!"}]}) == {"a": ["x", "x!"]}
+    with pytest.raises(CaseFailure, match=r"must differ from \$s"):
+        captures.match({"$not_ref": "s"}, "x", "f")
+    with pytest.raises(VectorError, match="captured twice"):
+        captures.match({"$capture": "s"}, "x", "f")
+
+
+@pytest.mark.parametrize(
+    ("peer", "output", "message"),
+    [
+        (b"{}\n", b' {"a":1}\n', "not one frame per line"),
+        (b"{}\n", b'{"a":1}{"b":2}\n', "2 JSON texts in 1 frame(s)"),
+        (
+            b"{}\n",
+            b"Content-Length: 2\r\n\r\n{}",
+            "writes content-length framing to a peer that speaks newline",
+        ),
+        (b"Content-Length: 2\r\n\r\n{}", b"Content-length: 2\r\n\r\n{}", "not a Content-Length frame"),
+        (
+            b"Content-Length: 2\r\n\r\n{}",
+            b"Content-Length: 2\r\nX: y\r\n\r\n{}",
+            "not a Content-Length frame",
+        ),
+        (b"{}\n", b"{nope}\n", "not JSON"),
+    ],
+)
+def test_wire_holds_output_to_the_framing(peer: bytes, output: bytes, message: str) -> None:
+    wire = Wire()
+    wire.sent(peer)
+    with pytest.raises(CaseFailure, match=re.escape(message)):
+        for byte in range(len(output)):
+            wire.received(output[byte : byte + 1])
+
+
+def test_wire_reassembles_pieces() -> None:
+    wire = Wire()
+    wire.sent(b"  content-length: 2\r\n\r\n{}")
+    data = b'Content-Length: 7\r\n\r\n{"a":1}Content-Length: 2\r\n\r\n[]'
+    for position in range(len(data)):
+        wire.received(data[position : position + 1])
+        assert wire.ready(2) is (position == len(data) - 1)
+    assert wire.take() == [{"a": 1}, []]
+
+
+def test_spec_dir_lookup(tmp_path: Path) -> None:
+    assert find_spec_dir(environ={}) == SPEC  # the checkout
+    assert find_spec_dir(environ={SPEC_DIR_ENV: str(SPEC)}) == SPEC
+    with pytest.raises(SpecNotFoundError, match="not a pubsub-rpc spec directory"):
+        find_spec_dir(tmp_path, environ={SPEC_DIR_ENV: str(SPEC)})
+    with pytest.raises(SpecNotFoundError):
+        find_spec_dir(environ={SPEC_DIR_ENV: str(tmp_path)})
+
+
+def test_skip_reasons() -> None:
+    by_name = {case.name: case for case in SUITE.cases}
+    trusted = next(case for case in SUITE.cases if case.needs_trusted and not case.options)
+    assert skip_reason(trusted, trusted=False) == "needs a trusted connection"
+    assert skip_reason(trusted, trusted=True, limits={}) is None
+    limited = by_name["batches.at_configured_limit"]
+    assert skip_reason(limited, trusted=True) is None
+    assert skip_reason(limited, trusted=True, limits={}) == "needs server limits max_batch=3"
+    assert skip_reason(limited, trusted=True, limits={"max_batch": 3}) is None
+    assert skip_reason(by_name[PING_CASE], trusted=True, limits={"max_batch": 3}) == (
+        "needs server limits max_batch=100"
+    )
+    assert skip_reason(by_name["framing.eof.clean"], trusted=True, half_close=False) is not None

@@ -139,7 +139,12 @@ def test_serve_stdio_announces_on_stderr(clients_file: Path) -> None:
         env={**__import__("os").environ, "TEST_WATCHER_ID": "w"},
     )
     request = b'{"jsonrpc":"2.0","method":"publish","params":{"client_id":"pub-s3cret","event_name":"e","value":1},"id":1}\n'
-    out, _ = process.communicate(request, timeout=20)
+    try:
+        out, _ = process.communicate(request, timeout=20)
+    finally:
+        if process.poll() is None:  # never leave a server behind, even when the test fails
+            process.kill()
+            process.communicate()
     assert json.loads(out.splitlines()[0]) == {
         "jsonrpc": "2.0",
         "result": {"listeners": 0, "client_id": "pub-s3cret"},
