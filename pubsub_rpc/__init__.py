@@ -11,11 +11,12 @@ The in-process flavour (Python objects instead of bytes) has
 It never imports trio: tests/test_layering.py holds it to that.
 """
 
-from ._broker import ADHOC_PREFIX, Broker, Subscriber, Subscription
+from ._broker import ADHOC_PREFIX, DEFAULT_MAX_SUBSCRIPTIONS, Broker, Subscriber, Subscription
 from ._client import (
     ClientConnection,
     ClientEvent,
     EventReceived,
+    PingRequested,
     RequestFailed,
     RequestSucceeded,
     ServerClosing,
@@ -59,6 +60,7 @@ __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_MAX_OUTBOUND",
     "DEFAULT_MAX_OUTBOUND_MESSAGES",
+    "DEFAULT_MAX_SUBSCRIPTIONS",
     "NO_ID",
     "BadFrame",
     "BadFrameReason",
@@ -79,6 +81,7 @@ __all__ = [
     "JSONValue",
     "LocalProtocolError",
     "Ping",
+    "PingRequested",
     "PingResult",
     "ProtocolError",
     "PubSubError",

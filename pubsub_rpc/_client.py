@@ -36,6 +36,7 @@ from ._framing import DEFAULT_MAX_FRAME_SIZE, BadFrame, FrameDecoder, Framing, e
 from ._messages import (
     CLOSING,
     EVENT,
+    NO_ID,
     PING,
     PUBLISH,
     SUBSCRIBE,
@@ -101,8 +102,16 @@ class ServerClosing:
     closing: Closing
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PingRequested:
+    """The server sent a ``ping`` request (a keep-alive probe); send ``reply`` to answer it."""
+
+    #: The framed JSON-RPC response, ready to send.
+    reply: bytes
+
+
 #: Everything ``receive_data`` can report.
-ClientEvent = RequestSucceeded | RequestFailed | EventReceived | ServerClosing
+ClientEvent = RequestSucceeded | RequestFailed | EventReceived | ServerClosing | PingRequested
 
 
 @dataclass(slots=True)
@@ -247,6 +256,14 @@ class ClientConnection:
     def _handle_object(self, message: dict[str, Any], events: list[ClientEvent]) -> None:
         method = message.get("method")
         if method is not None:
+            if method == PING:
+                # Either side may probe the other: a ping with a usable id is
+                # answered with an empty result, as a server answers ours.
+                request_id = message.get("id", NO_ID)
+                if request_id is None or type(request_id) in (str, int):
+                    reply = {"jsonrpc": "2.0", "result": {}, "id": request_id}
+                    events.append(PingRequested(reply=encode(reply, self.framing)))
+                return
             params = message.get("params")
             if type(params) is not dict:
                 return

@@ -2,9 +2,9 @@
 
 Two paths reach the same operations:
 
-* the fast path (``dispatch_fast``) takes the shape every well-behaved client
-  sends (a single object, ``"jsonrpc":"2.0"``, a known method, object params)
-  and calls the operation directly;
+* the fast path (``OPERATIONS[method]``, or ``dispatch_fast``) takes the
+  shape every well-behaved client sends (a single object, ``"jsonrpc":"2.0"``,
+  a known method, object params) and calls the operation directly;
 * everything else that is still a structurally valid request (unknown
   methods, positional params, extra envelope members) goes through
   ``jsonrpcserver.dispatch_to_serializable`` with the handlers below written in
@@ -34,12 +34,31 @@ _MAX_SHOWN: Final = 80
 
 
 def describe(value: object) -> str:
-    """A value as JSON for an error text, cut short so errors stay small."""
+    """A value as JSON for an error text, cut short so errors stay small.
+
+    Never raises: a value nested deeper than orjson writes (254 levels; a
+    request may nest 1024) is cut at a depth whose text lies beyond what is
+    shown anyway, and anything else that is not JSON is shown by type.
+    """
     try:
         text = orjson.dumps(value).decode()
     except TypeError:
-        text = repr(value)
+        try:
+            text = orjson.dumps(_prune(value, _MAX_SHOWN)).decode()
+        except TypeError:
+            text = f"<{type(value).__name__}>"
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def _prune(value: object, depth: int) -> object:
+    # Every level costs at least one character of JSON before its first
+    # member, so cutting at a depth of _MAX_SHOWN does not change the prefix
+    # that describe() shows.
+    if type(value) is list:
+        return [_prune(member, depth - 1) for member in value] if depth > 0 else []
+    if type(value) is dict:
+        return {key: _prune(member, depth - 1) for key, member in value.items()} if depth > 0 else {}
+    return value
 
 
 def missing_param(method: str, name: str) -> RequestError:

@@ -42,6 +42,8 @@ class ErrorCode(enum.IntEnum):
     LIMIT_EXCEEDED = -32008
     #: The server is shutting down and closes the connection.
     SERVER_CLOSING = -32009
+    #: The connection sent no valid request within the idle timeout and is being closed.
+    IDLE_TIMEOUT = -32010
 
 
 def error_code_from_int(code: int) -> ErrorCode | int:

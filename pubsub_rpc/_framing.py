@@ -61,6 +61,25 @@ _SCALAR_END: Final = re.compile(rb'[ \t\r\n{\["]')
 # general parser, which gives the same answer for this form.
 _PLAIN_HEADER: Final = re.compile(rb"Content-Length: ?([0-9]{1,18})\r\n\r\n")
 
+# Integers orjson decodes exactly: -2**63 .. 2**64-1.  Beyond that it returns
+# a float, silently losing digits, so a decoder with ``exact_integers`` refuses
+# such a frame.  Only a number of at least 20 characters ("-" and 19 digits,
+# or 20 digits) can be out of range, so a chunk is first mapped to digit
+# classes ("-" counts as a digit) and searched for a run of 20: one
+# translate and one rfind per read, a few percent of the parse.  Frames that
+# may hold such a run are then tokenised exactly (rare).
+_MIN_INT: Final = -(2**63)
+_MAX_INT: Final = 2**64 - 1
+_RUN: Final = 20
+_RUN_MARK: Final = b"0" * _RUN
+_DIGIT_CLASSES: Final = bytes(48 if 48 <= i <= 57 or i == 45 else 32 for i in range(256))
+# Valid JSON (this runs after orjson accepted the frame) tokenised into
+# strings and numbers; everything else (punctuation, literals) is skipped.
+_STRING_OR_NUMBER: Final = re.compile(
+    rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"|-?[0-9]++(?:\.[0-9]++)?(?:[eE][-+]?[0-9]++)?', re.DOTALL
+)
+_INEXACT_DETAIL: Final = "integer out of range: integers must lie between -2**63 and 2**64-1"
+
 # What the stream decoder is in the middle of.
 _IDLE: Final = 0
 _STRUCTURED: Final = 1  # an object, array or string: ends by its structure
@@ -96,13 +115,41 @@ def _decode(frame: bytes | bytearray) -> object:
         return BadFrame(reason=BadFrameReason.PARSE_ERROR, detail=str(exc))
 
 
+def _integers_exact(frame: bytes | bytearray) -> bool:
+    """Whether every integer in a valid JSON text decodes exactly (see ``_RUN``)."""
+    for match in _STRING_OR_NUMBER.finditer(frame):
+        start, end = match.span()
+        if end - start < _RUN or frame[start] == 0x22:
+            continue
+        token = frame[start:end]
+        if b"." in token or b"e" in token or b"E" in token:
+            continue  # a float: inexact by nature, and the sender knows it
+        digits = end - start - (frame[start] == 0x2D)
+        if digits > _RUN or not _MIN_INT <= int(token) <= _MAX_INT:
+            return False
+    return True
+
+
+def _exact(value: object, frame: bytes | bytearray) -> object:
+    """``value`` decoded from ``frame``, or a ``BadFrame`` if an integer in it was out of range."""
+    if isinstance(value, BadFrame) or _integers_exact(frame):
+        return value
+    return BadFrame(reason=BadFrameReason.PARSE_ERROR, detail=_INEXACT_DETAIL)
+
+
 class FrameDecoder:
     """Split one connection's incoming bytes into decoded JSON values."""
 
-    def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, exact_integers: bool = False) -> None:
+        """``exact_integers``: refuse (as a ``BadFrame``) a frame with an integer
+        outside -2**63 .. 2**64-1, which would otherwise decode as a float."""
         if max_frame_size < 1:
             raise ValueError("max_frame_size must be positive")
         self._max = max_frame_size
+        self._exact_integers = exact_integers
+        # Frames that start before this position may hold an out-of-range
+        # integer and get the exact check (only with ``exact_integers``).
+        self._check_before = 0
         self._framing: Framing | None = None
         self._error: str | None = None
         # Unconsumed input is ``_buf[_off:]``.  Frames are consumed by moving
@@ -160,6 +207,8 @@ class FrameDecoder:
             self._off = match.start()
             first = self._buf[self._off]
             self._framing = Framing.CONTENT_LENGTH if first in b"Cc" else Framing.NEWLINE
+        if self._exact_integers:
+            self._find_long_numbers(len(data))
         try:
             if self._framing is Framing.NEWLINE:
                 self._run_stream(out)
@@ -177,7 +226,17 @@ class FrameDecoder:
             self._scan -= off
             self._slow_until = max(self._slow_until - off, 0)
             self._header_scan = max(self._header_scan - off, 0)
+            self._check_before = max(self._check_before - off, 0)
         return out
+
+    def _find_long_numbers(self, added: int) -> None:
+        """Note where the last digit run long enough to overflow ends (the new bytes, and the
+        few before them that a run could straddle)."""
+        buf = self._buf
+        start = max(len(buf) - added - (_RUN - 1), self._off)
+        hit = buf[start:].translate(_DIGIT_CLASSES).rfind(_RUN_MARK)
+        if hit >= 0:
+            self._check_before = start + hit + _RUN
 
     @property
     def error(self) -> str | None:
@@ -198,7 +257,7 @@ class FrameDecoder:
                 # Only EOF can end a bare number or literal that nothing follows.
                 self._finish_frame(len(self._buf), out)
                 self._buf.clear()
-                self._off = self._slow_until = 0
+                self._off = self._slow_until = self._check_before = 0
             elif self._kind != _IDLE:
                 self._fail("connection closed in the middle of a JSON text")
         elif self._framing is Framing.CONTENT_LENGTH:
@@ -224,6 +283,7 @@ class FrameDecoder:
         append = out.append
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
+        check_before = self._check_before
         # Fast path: a raw newline can never be inside a JSON value, so a line
         # that parses is exactly one frame.  The input is split into lines at
         # most once per feed (one C call and bytes slices measured faster than
@@ -263,12 +323,15 @@ class FrameDecoder:
                     self._slow_until = off + size
                     break
                 try:
-                    append(loads(line))
+                    value = loads(line)
                 except decode_error:
                     # Several documents on one line, a multi-line document or
                     # a bad one: the scanner finds where each frame ends.
                     self._slow_until = off + size
                     break
+                if off < check_before:
+                    value = _exact(value, line)
+                append(value)
                 off = line_start = off + size + 1
                 index += 1
             else:
@@ -359,7 +422,9 @@ class FrameDecoder:
         if self._skipping or frame_end - self._off > self._max:
             out.append(self._too_large())
         else:
-            out.append(_decode(self._buf[self._off : frame_end]))
+            frame = self._buf[self._off : frame_end]
+            value = _decode(frame)
+            out.append(_exact(value, frame) if self._off < self._check_before else value)
         self._kind = _IDLE
         self._skipping = False
         self._off = frame_end
@@ -414,7 +479,9 @@ class FrameDecoder:
                 body_end = off + length
                 if body_end > end:
                     break
-                out.append(_decode(buf[off:body_end]))
+                body = buf[off:body_end]
+                value = _decode(body)
+                out.append(_exact(value, body) if off < self._check_before else value)
                 off = body_end
             length = -1
         self._off = off

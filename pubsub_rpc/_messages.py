@@ -9,7 +9,7 @@ these objects at the edges, where a person reads them.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 #: Any value that survives a JSON round trip.
@@ -53,17 +53,49 @@ class Dialect(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ClientInfo:
-    """A registered client: its secret id and what it may do."""
+    """A registered client: its secret id and what it may do.
+
+    ``ClientInfo("s3cret")`` registers the id itself.  ``ClientInfo.from_sha256
+    (hex_digest)`` registers only the SHA-256 digest of the id's UTF-8 bytes,
+    so a leaked configuration does not leak the credential; its ``id`` is
+    ``""`` and a server recognises the client by hashing the id it presents.
+    """
 
     id: str
     can_publish: bool = True
     can_subscribe: bool = True
+    #: Lowercase hex SHA-256 of the id, for a client registered by digest only.
+    id_sha256: str | None = field(default=None, kw_only=True)
+
+    @classmethod
+    def from_sha256(
+        cls, hex_digest: str, *, can_publish: bool = True, can_subscribe: bool = True
+    ) -> ClientInfo:
+        """A client known only by the SHA-256 digest (64 hex digits) of its id.
+
+        Raises ``ValueError`` if ``hex_digest`` is not 64 hexadecimal digits.
+        """
+        if not is_sha256_hex(hex_digest):
+            raise ValueError("id_sha256 must be 64 hexadecimal digits")
+        return cls("", can_publish, can_subscribe, id_sha256=hex_digest.lower())
 
     def __repr__(self) -> str:
         # Client ids are secrets: never let one reach a log through repr().
+        key = "id" if self.id_sha256 is None else "id_sha256"
         return (
-            f"ClientInfo(id=<redacted>, can_publish={self.can_publish}, can_subscribe={self.can_subscribe})"
+            f"ClientInfo({key}=<redacted>, can_publish={self.can_publish}, "
+            f"can_subscribe={self.can_subscribe})"
         )
+
+
+def is_sha256_hex(text: object) -> bool:
+    """Whether ``text`` is a SHA-256 digest written as 64 hexadecimal digits."""
+    return (
+        isinstance(text, str)
+        and len(text) == 64
+        and text.isascii()
+        and all(c in "0123456789abcdefABCDEF" for c in text)
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,18 +11,23 @@ Every message that can be answered is answered.  The dialect is chosen per
 message: a request with an ``id`` gets a JSON-RPC response; a notification
 whose params carry a string ``request_id`` gets the original's answer
 notification; a plain notification gets no answer.
+
+Nothing a peer sends makes ``receive_data`` raise: damage is answered with an
+error, and a fault of ours while handling one message is answered with
+``INTERNAL_ERROR`` and counted in ``internal_errors`` (a bug to report).
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
+import traceback
 from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 
 from ._broker import Broker, Subscription
-from ._dispatch import OPERATIONS, describe, dispatch_fast, dispatch_general
+from ._dispatch import OPERATIONS, Operation, describe, dispatch_general
 from ._errors import ErrorCode, RemoteProtocolError, RequestError
 from ._framing import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, FrameDecoder, Framing, encode
 from ._messages import NO_ID, RequestId
@@ -41,8 +46,10 @@ DEFAULT_MAX_OUTBOUND: Final = 8 * 1024 * 1024
 DEFAULT_MAX_BATCH: Final = 100
 
 _ENVELOPE_KEYS: Final = frozenset(("jsonrpc", "method", "params", "id"))
+_INTERNAL_ERROR_TEXT: Final = "Internal error."
+_log = logging.getLogger("pubsub_rpc.server")
 _EMPTY: Final[dict[str, Any]] = {}
-_NEWLINE: Final = b"\n"
+_APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 
 
 class _InvalidRequest(Exception):
@@ -108,13 +115,21 @@ class ServerConnection:
         self.on_output = on_output
         self.max_outbound = max_outbound
         self.max_batch = max_batch
-        self._decoder = FrameDecoder(max_frame_size=max_frame_size)
+        self._decoder = FrameDecoder(max_frame_size=max_frame_size, exact_integers=True)
+        self._content_length = False  # whether the peer (and so this side) uses Content-Length
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._closing = False
         self._closed = False
         #: Why the server decided to close this connection, once it has.
         self.close_reason: ErrorCode | int | None = None
+        #: Whether the peer has sent a valid request (one that passed the
+        #: envelope checks); a transport's idle timeout closes a connection
+        #: that has not.
+        self.active = False
+        #: Messages whose handling failed inside the server (answered with
+        #: INTERNAL_ERROR); always 0 unless there is a bug.
+        self.internal_errors = 0
 
     # -- what the transport calls -----------------------------------------
 
@@ -133,6 +148,11 @@ class ServerConnection:
         """Bytes queued and not yet taken by ``data_to_send``."""
         return self._out_bytes
 
+    @property
+    def buffered_input(self) -> int:
+        """Bytes received and held back waiting for the rest of a frame (bounded by the frame limit)."""
+        return self._decoder.buffered
+
     def receive_data(self, data: bytes) -> None:
         """Process bytes from the peer; answers and events are queued for sending."""
         if self._closing:
@@ -140,8 +160,12 @@ class ServerConnection:
         try:
             frames = self._decoder.feed(data)
         except RemoteProtocolError as exc:
+            self._content_length = self._decoder.framing is Framing.CONTENT_LENGTH
             self._fatal(exc)
             return
+        # Known from the first byte on; kept in a plain attribute because every
+        # answer and every event asks.
+        self._content_length = self._decoder.framing is Framing.CONTENT_LENGTH
         self._handle_frames(frames)
         if self._decoder.error is not None and not self._closing:
             # The frames before the damage were answered; now the stream ends.
@@ -195,7 +219,7 @@ class ServerConnection:
             return False  # nothing may follow the closing notification
         out = self._out
         was_empty = not out
-        if self._decoder.framing is Framing.CONTENT_LENGTH:
+        if self._content_length:
             tail = subscription.tail
             out.append(event.content_length_header(len(tail)))
         else:
@@ -218,15 +242,12 @@ class ServerConnection:
     def _write(self, message: Any) -> None:
         out = self._out
         was_empty = not out
-        if self._decoder.framing is Framing.CONTENT_LENGTH:
+        if self._content_length:
             frame = encode(message, Framing.CONTENT_LENGTH)
-            out.append(frame)
-            self._out_bytes += len(frame)
         else:
-            body = orjson.dumps(message)
-            out.append(body)
-            out.append(_NEWLINE)
-            self._out_bytes += len(body) + 1
+            frame = orjson.dumps(message, option=_APPEND_NEWLINE)
+        out.append(frame)
+        self._out_bytes += len(frame)
         if was_empty and self.on_output is not None:
             self.on_output()
 
@@ -238,7 +259,10 @@ class ServerConnection:
         for frame in frames:
             answer: list[Any] | dict[str, Any] | None
             if type(frame) is dict:
-                answer = self._handle_message(frame)
+                try:
+                    answer = self._handle_message(frame)
+                except Exception as exc:  # a bug of ours: answer it, keep the connection
+                    answer = self._internal_error(frame, exc)
             elif type(frame) is list:
                 answer = self._handle_batch(frame)
             elif isinstance(frame, BadFrame):
@@ -272,7 +296,10 @@ class ServerConnection:
         responses = []
         for member in batch:
             if type(member) is dict:
-                answer = self._handle_message(member)
+                try:
+                    answer = self._handle_message(member)
+                except Exception as exc:  # a bug of ours: answer it, keep the connection
+                    answer = self._internal_error(member, exc)
             else:
                 answer = error_response(
                     NO_ID,
@@ -289,6 +316,29 @@ class ServerConnection:
                 responses.append(answer)
         return responses or None
 
+    def _internal_error(self, message: dict[str, Any], exc: Exception) -> dict[str, Any] | None:
+        """Answer a message whose handling failed inside the server, in its dialect."""
+        self.internal_errors += 1
+        # Where it happened, never the exception's text or the request: either
+        # may hold a client id.
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        _log.error(
+            "internal error while handling a request: %s at %s:%s",
+            type(exc).__name__,
+            where.filename,
+            where.lineno,
+        )
+        request_id = message.get("id", NO_ID)
+        if request_id is None or type(request_id) in (str, int, float):
+            return error_response(request_id, ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR_TEXT)
+        params = message.get("params")
+        pub_sub_id = params.get("request_id") if type(params) is dict else None
+        if request_id is NO_ID and type(pub_sub_id) is str:
+            return pub_sub_failure(pub_sub_id, ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR_TEXT)
+        if request_id is NO_ID:
+            return None  # a plain notification is never answered
+        return error_response(NO_ID, ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR_TEXT)
+
     def _handle_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """Handle one request object; return its answer, if it gets one."""
         params = message.get("params", _EMPTY)
@@ -297,31 +347,38 @@ class ServerConnection:
         if (
             type(params) is dict
             and type(method) is str  # before the lookup: a list or dict is unhashable
-            and method in OPERATIONS
+            and (operation := OPERATIONS.get(method)) is not None
             and message.get("jsonrpc") == "2.0"
             and message.keys() <= _ENVELOPE_KEYS
         ):
+            self.active = True
             request_id: RequestId = message.get("id", NO_ID)
             if request_id is NO_ID:
-                return self._notification(method, params)
+                return self._notification(method, operation, params)
             if type(request_id) in (str, int) or request_id is None:
                 try:
-                    return success_response(request_id, dispatch_fast(self.broker, self, method, params))
+                    return success_response(request_id, operation(self.broker, self, params))
                 except RequestError as exc:
                     return error_response(request_id, exc.code, exc.message)
         return self._handle_general(message)
 
-    def _notification(self, method: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    def _notification(
+        self, method: str, operation: Operation, params: dict[str, Any]
+    ) -> dict[str, Any] | None:
         pub_sub_id = params.get("request_id", NO_ID)
         if pub_sub_id is NO_ID:
             # A plain notification: fire and forget, errors are not answered.
-            with contextlib.suppress(RequestError):
-                dispatch_fast(self.broker, self, method, params)
+            # (try/except, not contextlib.suppress: this is the hot path, and
+            # entering a context manager costs more than the operation's checks.)
+            try:  # noqa: SIM105
+                operation(self.broker, self, params)
+            except RequestError:
+                pass
             return None
         if type(pub_sub_id) is not str:
             return _bad_request_id(method, pub_sub_id)
         try:
-            result = dispatch_fast(self.broker, self, method, params)
+            result = operation(self.broker, self, params)
         except RequestError as exc:
             return pub_sub_failure(pub_sub_id, exc.code, exc.message)
         return pub_sub_answer(pub_sub_id, method, result)
@@ -332,15 +389,17 @@ class ServerConnection:
             request_id = _check_envelope(message)
         except _InvalidRequest as exc:
             return error_response(exc.request_id, ErrorCode.INVALID_REQUEST, str(exc))
+        self.active = True
         method: str = message["method"]
         params = message.get("params", _EMPTY)
         pub_sub_id = params.get("request_id", NO_ID) if type(params) is dict else NO_ID
         if request_id is NO_ID and pub_sub_id is not NO_ID:
             if type(pub_sub_id) is not str:
                 return _bad_request_id(method, pub_sub_id)
-            if method in OPERATIONS:
+            operation = OPERATIONS.get(method)
+            if operation is not None:
                 # Only extra envelope members kept it off the fast path; they are ignored.
-                return self._notification(method, params)
+                return self._notification(method, operation, params)
         outcome, response = dispatch_general(self.broker, self, message)
         if request_id is NO_ID:
             if type(pub_sub_id) is str:

@@ -27,6 +27,7 @@ from pubsub_rpc import (
     Dialect,
     EventReceived,
     Framing,
+    PingRequested,
     PublishResult,
     PubSubError,
     RemoteProtocolError,
@@ -86,6 +87,11 @@ class Client:
     lost connection fails every waiting request with ``ConnectionClosedError``
     and ends every subscription by raising it; a refusal raises
     ``RequestError`` whose ``message`` is the server's exact text.
+
+    With ``keepalive`` (seconds), a server that dies or hangs without closing
+    the connection is noticed within that interval: the client pings every
+    ``keepalive / 2`` seconds and, if an answer takes longer than that, treats
+    the connection as lost.  A ``ping`` the server sends is always answered.
     """
 
     def __init__(
@@ -96,10 +102,15 @@ class Client:
         join: Callable[[list[Any]], Any],
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
+        keepalive: float | None = None,
     ) -> None:
         # Not for direct use: the transports' connect functions build clients.
         if subscription_buffer < 1:
             raise ValueError("subscription_buffer must be at least 1")
+        if keepalive is not None and not keepalive > 0:
+            raise ValueError("keepalive must be positive (or None)")
+        #: Seconds within which a dead server is noticed (None: not watched).
+        self.keepalive = keepalive
         #: Seconds each request waits for its answer.
         self.request_timeout = request_timeout
         #: Values each subscription may hold unread before it overflows.
@@ -220,7 +231,34 @@ class Client:
         with self._scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_loop)
+                if self.keepalive is not None:
+                    nursery.start_soon(self._keepalive_loop, self.keepalive)
                 await self._read_loop()
+
+    async def _keepalive_loop(self, interval: float) -> None:
+        # A ping every half interval, answered within the next half: a server
+        # that stops answering at any moment is noticed within one interval.
+        half = interval / 2
+        while True:
+            await trio.sleep(half)
+            if self._lost is not None:
+                return
+            try:
+                key, message = self._protocol.ping()
+            except ConnectionClosedError:
+                return  # the reader is ending the connection already
+            waiter = _Waiter(None)
+            self._waiters[key] = waiter
+            self._outbox.append(message)
+            self._output_ready.set()
+            with trio.move_on_after(half):
+                await waiter.done.wait()
+            if waiter.outcome is None:
+                self._waiters.pop(key, None)
+                self._protocol.forget(key)
+                _log.info("the server did not answer a keep-alive ping in time")
+                self._connection_lost(f"The server did not answer a keep-alive ping within {half:g} seconds.")
+                return
 
     async def _read_loop(self) -> None:
         reason = "The server closed the connection."
@@ -264,6 +302,9 @@ class Client:
             elif type(event) is ServerClosing:
                 self.server_closing = event.closing
                 _log.info("the server is closing the connection (code %d)", event.closing.code)
+            elif type(event) is PingRequested:
+                self._outbox.append(event.reply)
+                self._output_ready.set()
 
     def _answered(self, event: RequestSucceeded | RequestFailed) -> None:
         key = event.key
@@ -331,6 +372,7 @@ async def open_client(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    keepalive: float | None = None,
 ) -> AsyncIterator[Client]:
     """Open a ``Client`` over any ``trio.abc.Stream``; the stream is closed on exit.
 
@@ -343,7 +385,8 @@ async def open_client(
     ``client_id`` None asks a trusted server for an ad-hoc identity.
     ``dialect`` picks standard JSON-RPC requests (default) or the original
     ``pub_sub`` notifications; ``framing`` newline-delimited JSON (default)
-    or ``Content-Length`` headers.
+    or ``Content-Length`` headers.  ``keepalive`` (seconds) makes a server
+    that dies or hangs noticed within that interval (see ``Client``).
     """
     protocol = ClientConnection(
         client_id=client_id, dialect=dialect, framing=framing, max_frame_size=max_frame_size
@@ -354,6 +397,7 @@ async def open_client(
         join=b"".join,
         request_timeout=request_timeout,
         subscription_buffer=subscription_buffer,
+        keepalive=keepalive,
     )
     async with run_client(client):
         yield client

@@ -6,12 +6,21 @@ One ``[[client]]`` table per client::
     id_env = "APP_PUBLISHER_ID"     # or: id = "s3cret" (keep the file private)
     can_subscribe = false
 
+    [[client]]
+    id_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    can_publish = false
+
+``id_sha256`` is the SHA-256 of the id's UTF-8 bytes in hex (``printf %s ID |
+sha256sum``): the file then holds no credential at all.  Give exactly one of
+``id``, ``id_env`` and ``id_sha256`` per client.
+
 Every problem becomes one ``ClientsFileError`` whose text names the file and
 the problem, and never contains a client id: ids are secrets.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -20,7 +29,9 @@ from typing import Any, Final
 
 from pubsub_rpc import ClientInfo
 
-_KEYS: Final = frozenset(("id", "id_env", "can_publish", "can_subscribe"))
+_ID_KEYS: Final = ("id", "id_env", "id_sha256")
+_KEYS: Final = frozenset((*_ID_KEYS, "can_publish", "can_subscribe"))
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
 
 
 class ClientsFileError(Exception):
@@ -49,9 +60,10 @@ def load_clients(path: str | os.PathLike[str], environ: Mapping[str, str] | None
     seen: set[str] = set()
     for number, table in enumerate(tables, start=1):
         info = _client(name, number, table, env)
-        if info.id in seen:
+        digest = info.id_sha256 or hashlib.sha256(info.id.encode("utf-8", "surrogatepass")).hexdigest()
+        if digest in seen:
             raise ClientsFileError(f"{name}: client #{number} repeats the id of an earlier client")
-        seen.add(info.id)
+        seen.add(digest)
         clients.append(info)
     return clients
 
@@ -63,8 +75,21 @@ def _client(name: str, number: int, table: Any, env: Mapping[str, str]) -> Clien
     unknown = set(table) - _KEYS
     if unknown:
         raise ClientsFileError(f"{where}: unknown key {sorted(unknown)[0]!r}")
-    if ("id" in table) == ("id_env" in table):
-        raise ClientsFileError(f"{where}: give exactly one of 'id' and 'id_env'")
+    if sum(key in table for key in _ID_KEYS) != 1:
+        raise ClientsFileError(f"{where}: give exactly one of 'id', 'id_env' and 'id_sha256'")
+    flags = {}
+    for key in ("can_publish", "can_subscribe"):
+        value = table.get(key, True)
+        if not isinstance(value, bool):
+            raise ClientsFileError(f"{where}: {key!r} must be true or false")
+        flags[key] = value
+    if "id_sha256" in table:
+        digest = table["id_sha256"]
+        if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX:
+            raise ClientsFileError(f"{where}: 'id_sha256' must be 64 hexadecimal digits")
+        return ClientInfo.from_sha256(
+            digest, can_publish=flags["can_publish"], can_subscribe=flags["can_subscribe"]
+        )
     if "id" in table:
         client_id = table["id"]
         if not isinstance(client_id, str) or not client_id:
@@ -76,10 +101,4 @@ def _client(name: str, number: int, table: Any, env: Mapping[str, str]) -> Clien
         client_id = env.get(variable, "")
         if not client_id:
             raise ClientsFileError(f"{where}: environment variable {variable} is unset or empty")
-    flags = {}
-    for key in ("can_publish", "can_subscribe"):
-        value = table.get(key, True)
-        if not isinstance(value, bool):
-            raise ClientsFileError(f"{where}: {key!r} must be true or false")
-        flags[key] = value
-    return ClientInfo(client_id, **flags)
+    return ClientInfo(client_id, flags["can_publish"], flags["can_subscribe"])

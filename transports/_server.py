@@ -9,20 +9,39 @@ removes Unix socket files), send every connected peer the ``closing``
 notification, give the writers ``close_timeout`` seconds to flush, then close
 what is left.  Cancelling ``serve`` instead skips the goodbye but still
 releases everything.
+
+Limits (spec/README.md, "Limits"), each a keyword of ``Server``:
+
+* ``max_frame_size`` (1 MiB): larger frames are skipped unparsed;
+* ``max_batch`` (100): larger batches are refused;
+* ``max_subscriptions`` (1,000 per connection): the excess subscribe is refused;
+* ``max_connections`` (10,000 per adapter): an excess connection gets the
+  ``closing`` notification (``LIMIT_EXCEEDED``) and is closed at once;
+* ``max_outbound`` (8 MiB per connection): a peer with more events waiting is
+  a slow consumer: it gets ``closing`` (``SLOW_CONSUMER``) and is closed;
+* ``idle_timeout`` (30 s): a connection from a listening adapter that has
+  sent no valid request by then gets ``closing`` (``IDLE_TIMEOUT``) and is
+  closed (stdio's single peer is exempt: it cannot be half-open).
+
+``stats`` counts the connections each policy closed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
 import trio
 
 from pubsub_rpc import (
+    DEFAULT_MAX_BATCH,
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_OUTBOUND,
+    DEFAULT_MAX_SUBSCRIPTIONS,
     Broker,
     ClientInfo,
     ConnectionClosedError,
@@ -39,10 +58,40 @@ _log = logging.getLogger("pubsub_rpc.transports.server")
 
 #: Seconds a closing connection gets to write its last bytes (and the peer to read them).
 DEFAULT_CLOSE_TIMEOUT: Final = 5.0
+#: Seconds a new connection may take to send its first valid request.
+DEFAULT_IDLE_TIMEOUT: Final = 30.0
+#: Connections one adapter serves at a time.
+DEFAULT_MAX_CONNECTIONS: Final = 10_000
 #: Unsent answer bytes above which a connection's requests are no longer read.
 _BACKLOG_LIMIT: Final = 1024 * 1024
 #: The notification text every peer gets at an orderly shutdown.
 SHUTDOWN_MESSAGE: Final = "The server is shutting down."
+
+
+def idle_message(timeout: float) -> str:
+    """The ``closing`` text for a connection that sent no valid request in time."""
+    return f"No valid request arrived within {timeout:g} seconds."
+
+
+def too_many_connections_message(limit: int) -> str:
+    """The ``closing`` text for a connection beyond an adapter's limit."""
+    return f"Too many connections: this endpoint serves at most {limit} at a time."
+
+
+@dataclass(slots=True)
+class ServerStats:
+    """What the server's policies did, for operators and tests."""
+
+    #: Connections accepted and served (refused ones not included).
+    connections_served: int = 0
+    #: Connections refused because their adapter had ``max_connections`` open.
+    connections_refused: int = 0
+    #: Connections closed as slow consumers (``max_outbound``).
+    slow_consumers: int = 0
+    #: Connections closed for sending no valid request within ``idle_timeout``.
+    idle_closed: int = 0
+    #: Connections that ended because of a fault in the server (a bug; logged).
+    internal_errors: int = 0
 
 
 _In = TypeVar("_In")
@@ -75,6 +124,7 @@ class _StreamConnection(ServerConnection):
         pump: Pump[bytes, bytes],
         max_frame_size: int,
         max_outbound: int,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         super().__init__(
             broker,
@@ -82,6 +132,7 @@ class _StreamConnection(ServerConnection):
             on_output=pump.wake,
             max_frame_size=max_frame_size,
             max_outbound=max_outbound,
+            max_batch=max_batch,
         )
         self._on_closing: Callable[[], None] = pump.closing_started
 
@@ -97,7 +148,9 @@ class Server:
 
     ``serve`` runs it (use ``nursery.start(server.serve)``, which returns once
     every adapter listens); ``aclose`` shuts it down in order.  Connections
-    from all adapters share one broker, so events cross transports.
+    from all adapters share one broker, so events cross transports.  The
+    keywords are the limits of the module docstring; ``idle_timeout`` None
+    turns that one off.
     """
 
     def __init__(
@@ -106,17 +159,42 @@ class Server:
         *,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_outbound: int = DEFAULT_MAX_OUTBOUND,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
+        for name, value in (
+            ("max_frame_size", max_frame_size),
+            ("max_outbound", max_outbound),
+            ("max_batch", max_batch),
+            ("max_connections", max_connections),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ValueError("idle_timeout must be positive (or None for no timeout)")
         #: The protocol state shared by every connection.
-        self.broker = Broker()
+        self.broker = Broker(max_subscriptions=max_subscriptions)
         self.max_frame_size = max_frame_size
         self.max_outbound = max_outbound
+        self.max_batch = max_batch
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self.close_timeout = close_timeout
+        #: Counters of what the limits did.
+        self.stats = ServerStats()
         self._adapters: list[Adapter] = list(adapters)
         self._started = False
         self._handler_nursery: trio.Nursery | None = None
         self._connections: set[_Closable] = set()
+        self._open_per_adapter: dict[Adapter | None, int] = {}
+        # Connections still subject to the idle timeout -> their deadline, in
+        # accept order, so deadlines ascend.  A connection leaves when it
+        # closes, so this holds at most the open connections.
+        self._idle_watch: OrderedDict[ServerConnection, float] = OrderedDict()
+        self._idle_watch_added = trio.Event()
         self._connection_gone = trio.Event()
         self._shutdown = trio.Event()
         self._stopped = trio.Event()
@@ -161,6 +239,11 @@ class Server:
         """Number of connections currently open, all adapters together."""
         return len(self._connections)
 
+    @property
+    def max_subscriptions(self) -> int:
+        """Subscriptions one connection may hold at a time (the broker enforces it)."""
+        return self.broker.max_subscriptions
+
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start every adapter and serve until ``aclose`` (or cancellation).
 
@@ -187,6 +270,8 @@ class Server:
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as handlers:
             self._handler_nursery = handlers
+            if self.idle_timeout is not None:
+                handlers.start_soon(self._close_idle_connections)
             async with trio.open_nursery() as listeners:
                 for adapter in self._adapters:
                     await listeners.start(adapter.serve, self)
@@ -235,7 +320,9 @@ class Server:
             self._connections.discard(connection)
             self._connection_gone.set()
 
-    async def serve_stream(self, stream: trio.abc.Stream, *, trusted: bool = False) -> None:
+    async def serve_stream(
+        self, stream: trio.abc.Stream, *, trusted: bool = False, adapter: Adapter | None = None
+    ) -> None:
         """Serve one peer over any ``trio.abc.Stream`` until it disconnects or the server stops.
 
         This is how every byte-stream adapter serves its connections, and how
@@ -243,6 +330,12 @@ class Server:
         WebSocket wrapped as a stream).  The server must be serving.  The
         stream is closed on return; a peer that breaks the connection is
         logged, not raised.
+
+        ``adapter`` is the listener that accepted the stream (adapters pass
+        ``self``): ``max_connections`` counts per adapter, and only streams
+        with one are subject to ``idle_timeout`` (the protection against
+        half-open sockets).  Streams served without one (stdio's single peer,
+        a pipe of your own) count together and may stay idle.
         """
         if self._handler_nursery is None:
             raise LocalProtocolError("The server is not serving: start Server.serve first.")
@@ -255,24 +348,93 @@ class Server:
             pump=pump,
             max_frame_size=self.max_frame_size,
             max_outbound=self.max_outbound,
+            max_batch=self.max_batch,
         )
-        await self._run_connection(pump, connection, lambda: connection.outbound_bytes)
+        await self._run_connection(pump, connection, lambda: connection.outbound_bytes, adapter=adapter)
 
     async def _run_connection(
-        self, pump: Pump[_In, _Out], connection: _Served[_In, _Out], backlog: Callable[[], int]
+        self,
+        pump: Pump[_In, _Out],
+        connection: _Served[_In, _Out],
+        backlog: Callable[[], int],
+        *,
+        adapter: Adapter | None = None,
     ) -> None:
-        """Pump one connection to its end, tracked for shutdown (shared by every adapter)."""
+        """Pump one connection to its end, tracked for shutdown (shared by every adapter).
+
+        Applies ``max_connections`` (per ``adapter``) and, to byte-stream
+        connections from an adapter, ``idle_timeout``.
+        """
+        counted = self._admit(connection, adapter)
         try:
             with self._tracking(connection):
                 _log.debug("connection opened (%d open)", len(self._connections))
                 await pump.run(connection, backlog)
         except* ConnectionClosedError as group:
             _log.debug("connection lost: %s", group.exceptions[0])
+        except* Exception as group:
+            # A bug of ours must cost one connection, never the server.
+            self.stats.internal_errors += 1
+            _log.error(
+                "a connection failed inside the server: %s",
+                ", ".join(type(exc).__name__ for exc in group.exceptions),
+            )
         finally:
+            if counted:
+                self._open_per_adapter[adapter] -= 1
+                self._idle_watch.pop(connection, None)  # type: ignore[call-overload]
             # Subscriptions and the ad-hoc identity go first, so no publish
             # counts a peer that is gone.
             connection.close()
+            self._count_close(connection)
             await pump.link.aclose()
             if pump.scope.cancelled_caught:
                 _log.info("a closing connection did not flush within %.1f s", self.close_timeout)
             _log.debug("connection closed (%d open)", len(self._connections))
+
+    def _admit(self, connection: _Closable, adapter: Adapter | None) -> bool:
+        """Count a new connection against its adapter's limit; refuse it if it is over."""
+        open_now = self._open_per_adapter.get(adapter, 0)
+        if open_now >= self.max_connections:
+            self.stats.connections_refused += 1
+            _log.debug("refused a connection: %d open on %r", open_now, adapter)
+            connection.start_closing(
+                ErrorCode.LIMIT_EXCEEDED, too_many_connections_message(self.max_connections)
+            )
+            return False
+        self._open_per_adapter[adapter] = open_now + 1
+        self.stats.connections_served += 1
+        if self.idle_timeout is not None and adapter is not None and isinstance(connection, ServerConnection):
+            self._idle_watch[connection] = trio.current_time() + self.idle_timeout
+            self._idle_watch_added.set()
+        return True
+
+    def _count_close(self, connection: object) -> None:
+        reason = getattr(connection, "close_reason", None)
+        if reason == ErrorCode.SLOW_CONSUMER:
+            self.stats.slow_consumers += 1
+        elif reason == ErrorCode.IDLE_TIMEOUT:
+            self.stats.idle_closed += 1
+
+    async def _close_idle_connections(self) -> None:
+        """Close each connection that has sent no valid request ``idle_timeout`` after it opened.
+
+        One task for the whole server: deadlines are queued in accept order,
+        so they ascend and only the first needs a timer.
+        """
+        assert self.idle_timeout is not None
+        message = idle_message(self.idle_timeout)
+        watch = self._idle_watch
+        while True:
+            if not watch:
+                self._idle_watch_added = trio.Event()
+                await self._idle_watch_added.wait()
+                continue
+            connection, deadline = next(iter(watch.items()))
+            if trio.current_time() < deadline:
+                await trio.sleep_until(deadline)
+                continue
+            del watch[connection]
+            if not connection.active and not connection.closing:
+                _log.debug("closing a connection that sent no valid request in %g s", self.idle_timeout)
+                connection.start_closing(ErrorCode.IDLE_TIMEOUT, message)

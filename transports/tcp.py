@@ -109,7 +109,7 @@ class Adapter(_BaseAdapter):
             _log.info("listening on %s", self.url)
             task_status.started()
             await trio.serve_listeners(
-                partial(server.serve_stream, trusted=self.trusted),
+                partial(server.serve_stream, trusted=self.trusted, adapter=self),
                 wrapped,
                 handler_nursery=server.handler_nursery,
             )
@@ -169,6 +169,7 @@ async def connect(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    keepalive: float | None = None,
 ) -> AsyncIterator[Client]:
     """Connect to a server over TCP (TLS with ``ssl_context``) and yield a ``Client``.
 
@@ -186,5 +187,6 @@ async def connect(
         request_timeout=request_timeout,
         subscription_buffer=subscription_buffer,
         max_frame_size=max_frame_size,
+        keepalive=keepalive,
     ) as client:
         yield client

@@ -108,7 +108,7 @@ class Adapter(_BaseAdapter):
             _log.info("listening on %s", self.url)
             task_status.started()
             await trio.serve_listeners(
-                partial(server.serve_stream, trusted=self.trusted),
+                partial(server.serve_stream, trusted=self.trusted, adapter=self),
                 [listener],
                 handler_nursery=server.handler_nursery,
             )
@@ -137,6 +137,7 @@ async def connect(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    keepalive: float | None = None,
 ) -> AsyncIterator[Client]:
     """Connect to a server's Unix socket and yield a ``Client`` (see ``open_client``)."""
     with translate_io_errors(f"Connecting to unix://{os.fspath(path)}"):
@@ -149,5 +150,6 @@ async def connect(
         request_timeout=request_timeout,
         subscription_buffer=subscription_buffer,
         max_frame_size=max_frame_size,
+        keepalive=keepalive,
     ) as client:
         yield client

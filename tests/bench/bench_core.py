@@ -85,7 +85,9 @@ def main() -> None:
     parser.add_argument("--publishes", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    print(f"{'dialect':<13}{'subs':>5}{'publishes/s':>14}{'delivered/s':>14}   (median of {args.repeat}, CPU time)")
+    print(
+        f"{'dialect':<13}{'subs':>5}{'publishes/s':>14}{'delivered/s':>14}   (median of {args.repeat}, CPU time)"
+    )
     for dialect in ("request", "notification"):
         for subscribers in (1, 10, 100):
             publishes = max(args.publishes // subscribers, 2_000) if subscribers > 1 else args.publishes
