@@ -13,12 +13,13 @@ between them::
                     ...
 
 Transports: ``tcp`` (with optional TLS), ``unix``, ``stdio`` (serve or spawn
-a peer over pipes), ``inprocess`` (trio tasks, Python objects).  Anything
+a peer over pipes), ``inprocess`` (trio tasks, Python objects), ``websocket``
+(ws:// and wss://, for browsers too; it serves a JavaScript client).  Anything
 else that is a ``trio.abc.Stream`` works through ``Server.serve_stream`` and
 ``open_client``; a new kind of listener is an ``Adapter`` subclass.
 """
 
-from . import inprocess, stdio, tcp, unix
+from . import inprocess, stdio, tcp, unix, websocket
 from ._adapter import Adapter
 from ._client import DEFAULT_REQUEST_TIMEOUT, Client, open_client
 from ._errors import SubscriptionOverflowError
@@ -39,4 +40,5 @@ __all__ = [
     "stdio",
     "tcp",
     "unix",
+    "websocket",
 ]

@@ -1,4 +1,4 @@
-"""The ``pubsub-rpc`` command: serve, publish, subscribe, demo.
+"""The ``pubsub-rpc`` command: serve, publish, subscribe, demo, conformance.
 
 Exit statuses: 0 success, 1 a failure at run time (server unreachable, a
 request refused), 2 a usage or configuration error.  Errors a user can cause
@@ -21,13 +21,20 @@ from typing import Any, Final, NoReturn
 import orjson
 import trio
 
-from pubsub_rpc import PubSubError, RequestError
+from pubsub_rpc import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_MAX_OUTBOUND,
+    DEFAULT_MAX_SUBSCRIPTIONS,
+    PubSubError,
+    RequestError,
+)
 
-from . import stdio, tcp, unix
+from . import stdio, tcp, unix, websocket
 from ._adapter import Adapter
 from ._client import Client
 from ._clients_file import ClientsFileError, load_clients
-from ._server import Server
+from ._server import DEFAULT_CLOSE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Server
 from ._urls import BadURLError, ServerURL, parse_host_port, parse_url
 
 #: Where ``--client-id`` may come from instead, to keep it out of shell history.
@@ -61,13 +68,66 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
+def _octal_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal file mode: {text!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"not a file mode: {text!r}")
+    return mode
+
+
+def _add_limit_options(serve: argparse.ArgumentParser) -> None:
+    """The serve options for the server's limits (spec/README.md, "Limits")."""
+    limits = serve.add_argument_group("limits")
+    for flag, default, unit, text in (
+        ("--max-frame-size", DEFAULT_MAX_FRAME_SIZE, "BYTES", "largest frame parsed"),
+        ("--max-batch", DEFAULT_MAX_BATCH, "N", "most requests in one batch"),
+        (
+            "--max-outbound",
+            DEFAULT_MAX_OUTBOUND,
+            "BYTES",
+            "events waiting per connection before it is cut off",
+        ),
+        ("--max-subscriptions", DEFAULT_MAX_SUBSCRIPTIONS, "N", "subscriptions per connection"),
+        ("--max-connections", DEFAULT_MAX_CONNECTIONS, "N", "connections per listener"),
+    ):
+        limits.add_argument(
+            flag, type=int, default=default, metavar=unit, help=f"{text} (default: %(default)s)"
+        )
+    limits.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="S",
+        help="close connections with no valid request after S seconds; 0: never (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--close-timeout",
+        type=float,
+        default=DEFAULT_CLOSE_TIMEOUT,
+        metavar="S",
+        help="time a closing connection gets to flush (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--unix-mode",
+        type=_octal_mode,
+        default=0o600,
+        metavar="OCTAL",
+        help="file mode of --unix socket files (default: 600, owner only)",
+    )
+
+
 def _build_server(args: argparse.Namespace) -> Server:
     try:
         clients = load_clients(args.clients)
     except ClientsFileError as exc:
         raise UsageError(str(exc)) from None
-    if not (args.tcp or args.unix or args.stdio):
-        raise UsageError("nothing to serve: give --tcp HOST:PORT, --unix PATH or --stdio")
+    if not (args.tcp or args.unix or args.stdio or args.ws):
+        raise UsageError("nothing to serve: give --tcp HOST:PORT, --ws HOST:PORT, --unix PATH or --stdio")
+    if args.ws_origin and not args.ws:
+        raise UsageError("--ws-origin goes with --ws")
     trust = set(args.trust or ())
     tls = _tls_context(args)
     adapters: list[Adapter] = []
@@ -77,10 +137,34 @@ def _build_server(args: argparse.Namespace) -> Server:
         except BadURLError as exc:
             raise UsageError(f"--tcp {exc}") from None
         adapters.append(tcp.Adapter(host, port, trusted="tcp" in trust, ssl_context=tls))
-    adapters.extend(unix.Adapter(path, trusted="unix" in trust) for path in args.unix or ())
+    adapters.extend(
+        unix.Adapter(path, trusted="unix" in trust, mode=args.unix_mode) for path in args.unix or ()
+    )
+    for spec in args.ws or ():
+        try:
+            host, port = parse_host_port(spec)
+        except BadURLError as exc:
+            raise UsageError(f"--ws {exc}") from None
+        adapters.append(
+            websocket.Adapter(
+                host, port, trusted="ws" in trust, ssl_context=tls, allowed_origins=args.ws_origin
+            )
+        )
     if args.stdio:
         adapters.append(stdio.Adapter(trusted="stdio" in trust))
-    server = Server(adapters, max_frame_size=args.max_frame_size)
+    try:
+        server = Server(
+            adapters,
+            max_frame_size=args.max_frame_size,
+            max_batch=args.max_batch,
+            max_outbound=args.max_outbound,
+            max_subscriptions=args.max_subscriptions,
+            max_connections=args.max_connections,
+            idle_timeout=args.idle_timeout or None,
+            close_timeout=args.close_timeout,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("_", "-")) from None
     for info in clients:
         server.register_client(info)
     return server
@@ -141,6 +225,9 @@ async def open_url(url: ServerURL, client_id: str | None, *, timeout: float = 10
     """Connect a ``Client`` to a server URL."""
     if url.scheme == "unix":
         async with unix.connect(url.path, client_id=client_id, request_timeout=timeout) as client:
+            yield client
+    elif url.scheme in ("ws", "wss"):
+        async with websocket.connect(str(url), client_id=client_id, request_timeout=timeout) as client:
             yield client
     else:
         context = ssl.create_default_context() if url.scheme == "tls" else None
@@ -235,17 +322,35 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--trust",
         action="append",
-        choices=("tcp", "unix", "stdio"),
+        choices=("tcp", "unix", "stdio", "ws"),
         help="let that transport's peers omit the client id (ad-hoc identity)",
     )
-    serve.add_argument("--tls-cert", metavar="PEM", help="serve TCP over TLS with this certificate")
+    serve.add_argument(
+        "--ws",
+        action="append",
+        metavar="HOST:PORT",
+        help="listen for WebSocket clients, browsers too; also serves /client.js (port 0: any)",
+    )
+    serve.add_argument(
+        "--ws-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="only pages from this origin (as in https://app.example) may connect over --ws; repeatable",
+    )
+    serve.add_argument(
+        "--tls-cert", metavar="PEM", help="serve TCP and WebSockets over TLS with this certificate"
+    )
     serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
-    serve.add_argument("--max-frame-size", type=int, default=1024 * 1024, metavar="BYTES")
+    _add_limit_options(serve)
     serve.set_defaults(handler=_cmd_serve)
 
     for name, help_text in (("publish", "publish one event"), ("subscribe", "print events as JSON lines")):
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("url", metavar="URL", help="tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH")
+        command.add_argument(
+            "url",
+            metavar="URL",
+            help="tcp://HOST:PORT, tls://HOST:PORT, unix:///PATH, ws://HOST:PORT/ or wss://...",
+        )
         command.add_argument("--client-id", metavar="ID", help=f"or set {CLIENT_ID_ENV}")
         if name == "publish":
             command.add_argument("event", metavar="EVENT")
@@ -259,6 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run a server and two clients in this process, and watch")
     demo.add_argument("--events", type=int, default=5, help="how many events to publish")
     demo.set_defaults(handler=_cmd_demo)
+
+    from ._conformance import add_conformance_parser
+
+    add_conformance_parser(commands)
+
+    from ._bench import add_bench_parser
+
+    add_bench_parser(commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Server addresses as URLs: ``tcp://HOST:PORT``, ``tls://HOST:PORT``, ``unix:///path``."""
+"""Server addresses as URLs: ``tcp://``, ``tls://`` and ``ws(s)://`` ``HOST:PORT``, ``unix:///path``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-Scheme = Literal["tcp", "tls", "unix"]
+Scheme = Literal["tcp", "tls", "unix", "ws", "wss"]
 
 
 class BadURLError(ValueError):
@@ -26,6 +26,8 @@ class ServerURL:
         if self.scheme == "unix":
             return f"unix://{self.path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.scheme in ("ws", "wss"):
+            return f"{self.scheme}://{host}:{self.port}{self.path}"
         return f"{self.scheme}://{host}:{self.port}"
 
 
@@ -45,7 +47,15 @@ def parse_url(text: str) -> ServerURL:
         if not parts.hostname or port is None or parts.path not in ("", "/"):
             raise BadURLError(f"{text!r}: expected {parts.scheme}://HOST:PORT")
         return ServerURL(scheme=parts.scheme, host=parts.hostname, port=port)  # type: ignore[arg-type]
-    raise BadURLError(f"{text!r}: the scheme must be tcp://, tls:// or unix://")
+    if parts.scheme in ("ws", "wss"):
+        from .websocket import split_url
+
+        try:
+            host, port, resource, _ = split_url(text)
+        except ValueError as exc:
+            raise BadURLError(str(exc)) from None
+        return ServerURL(scheme=parts.scheme, host=host, port=port, path=resource)  # type: ignore[arg-type]
+    raise BadURLError(f"{text!r}: the scheme must be tcp://, tls://, unix://, ws:// or wss://")
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
