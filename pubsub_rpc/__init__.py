@@ -31,7 +31,8 @@ from ._errors import (
     RequestError,
     RequestTimeoutError,
 )
-from ._framing import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, FrameDecoder, Framing, encode
+from ._frames import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, Framing, encode
+from ._framing import FrameDecoder
 from ._inprocess import DEFAULT_MAX_OUTBOUND_MESSAGES, InProcessConnection
 from ._inprocess_client import InProcessClientConnection
 from ._messages import (

@@ -32,7 +32,8 @@ from ._errors import (
     RequestError,
     error_code_from_int,
 )
-from ._framing import DEFAULT_MAX_FRAME_SIZE, BadFrame, FrameDecoder, Framing, encode
+from ._frames import DEFAULT_MAX_FRAME_SIZE, BadFrame, Framing, encode
+from ._framing import FrameDecoder
 from ._messages import (
     CLOSING,
     EVENT,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
-from ._framing import DEFAULT_MAX_FRAME_SIZE, Framing
+from ._frames import DEFAULT_MAX_FRAME_SIZE, Framing
 from ._messages import ClientInfo
 from ._server import DEFAULT_MAX_BATCH, DEFAULT_MAX_OUTBOUND
 from ._vector_checks import Captures, CaseFailure, VectorError, Wire, compare_frames, encode, split

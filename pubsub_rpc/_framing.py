@@ -1,4 +1,4 @@
-"""Sans-IO framing: split one connection's byte stream into JSON values, and build frames.
+"""Sans-IO framing: split one connection's byte stream into JSON values (writing frames: ``_frames``).
 
 The framing is chosen per connection by the first non-whitespace byte the peer
 sends: ``C``/``c`` starts an LSP-style ``Content-Length`` header, anything else
@@ -12,28 +12,17 @@ the next frame impossible to find raises ``RemoteProtocolError``.
 
 from __future__ import annotations
 
-import enum
 import re
-from dataclasses import dataclass
 from typing import Final, NoReturn
 
 import orjson
 
 from ._errors import RemoteProtocolError
+from ._exact_integers import INEXACT_DETAIL, LONG_RUN, integers_exact, long_run_end
+from ._frames import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, Framing
 
-__all__ = [
-    "DEFAULT_MAX_FRAME_SIZE",
-    "BadFrame",
-    "BadFrameReason",
-    "FrameDecoder",
-    "Framing",
-    "encode",
-    "frame_body",
-    "frame_header",
-    "frame_trailer",
-]
+__all__ = ["FrameDecoder"]
 
-DEFAULT_MAX_FRAME_SIZE: Final = 1024 * 1024
 
 # A header block is a few short lines; a longer one is an attack or another
 # protocol, and either way we cannot find the body.
@@ -61,51 +50,10 @@ _SCALAR_END: Final = re.compile(rb'[ \t\r\n{\["]')
 # general parser, which gives the same answer for this form.
 _PLAIN_HEADER: Final = re.compile(rb"Content-Length: ?([0-9]{1,18})\r\n\r\n")
 
-# Integers orjson decodes exactly: -2**63 .. 2**64-1.  Beyond that it returns
-# a float, silently losing digits, so a decoder with ``exact_integers`` refuses
-# such a frame.  Only a number of at least 20 characters ("-" and 19 digits,
-# or 20 digits) can be out of range, so a chunk is first mapped to digit
-# classes ("-" counts as a digit) and searched for a run of 20: one
-# translate and one rfind per read, a few percent of the parse.  Frames that
-# may hold such a run are then tokenised exactly (rare).
-_MIN_INT: Final = -(2**63)
-_MAX_INT: Final = 2**64 - 1
-_RUN: Final = 20
-_RUN_MARK: Final = b"0" * _RUN
-_DIGIT_CLASSES: Final = bytes(48 if 48 <= i <= 57 or i == 45 else 32 for i in range(256))
-# Valid JSON (this runs after orjson accepted the frame) tokenised into
-# strings and numbers; everything else (punctuation, literals) is skipped.
-_STRING_OR_NUMBER: Final = re.compile(
-    rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"|-?[0-9]++(?:\.[0-9]++)?(?:[eE][-+]?[0-9]++)?', re.DOTALL
-)
-_INEXACT_DETAIL: Final = "integer out of range: integers must lie between -2**63 and 2**64-1"
-
 # What the stream decoder is in the middle of.
 _IDLE: Final = 0
 _STRUCTURED: Final = 1  # an object, array or string: ends by its structure
 _SCALAR: Final = 2  # a number, literal or garbage: ends at a delimiter or EOF
-
-
-class Framing(enum.Enum):
-    """How frames are delimited on a connection."""
-
-    NEWLINE = "newline"
-    CONTENT_LENGTH = "content-length"
-
-
-class BadFrameReason(enum.Enum):
-    """Why a frame could not be turned into a JSON value."""
-
-    PARSE_ERROR = "parse-error"
-    TOO_LARGE = "too-large"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BadFrame:
-    """A complete frame that could not be turned into a JSON value; the connection can carry on."""
-
-    reason: BadFrameReason
-    detail: str
 
 
 def _decode(frame: bytes | bytearray) -> object:
@@ -115,26 +63,11 @@ def _decode(frame: bytes | bytearray) -> object:
         return BadFrame(reason=BadFrameReason.PARSE_ERROR, detail=str(exc))
 
 
-def _integers_exact(frame: bytes | bytearray) -> bool:
-    """Whether every integer in a valid JSON text decodes exactly (see ``_RUN``)."""
-    for match in _STRING_OR_NUMBER.finditer(frame):
-        start, end = match.span()
-        if end - start < _RUN or frame[start] == 0x22:
-            continue
-        token = frame[start:end]
-        if b"." in token or b"e" in token or b"E" in token:
-            continue  # a float: inexact by nature, and the sender knows it
-        digits = end - start - (frame[start] == 0x2D)
-        if digits > _RUN or not _MIN_INT <= int(token) <= _MAX_INT:
-            return False
-    return True
-
-
 def _exact(value: object, frame: bytes | bytearray) -> object:
     """``value`` decoded from ``frame``, or a ``BadFrame`` if an integer in it was out of range."""
-    if isinstance(value, BadFrame) or _integers_exact(frame):
+    if isinstance(value, BadFrame) or integers_exact(frame):
         return value
-    return BadFrame(reason=BadFrameReason.PARSE_ERROR, detail=_INEXACT_DETAIL)
+    return BadFrame(reason=BadFrameReason.PARSE_ERROR, detail=INEXACT_DETAIL)
 
 
 class FrameDecoder:
@@ -233,10 +166,10 @@ class FrameDecoder:
         """Note where the last digit run long enough to overflow ends (the new bytes, and the
         few before them that a run could straddle)."""
         buf = self._buf
-        start = max(len(buf) - added - (_RUN - 1), self._off)
-        hit = buf[start:].translate(_DIGIT_CLASSES).rfind(_RUN_MARK)
-        if hit >= 0:
-            self._check_before = start + hit + _RUN
+        start = max(len(buf) - added - (LONG_RUN - 1), self._off)
+        end = long_run_end(buf, start)
+        if end >= 0:
+            self._check_before = end
 
     @property
     def error(self) -> str | None:
@@ -507,35 +440,3 @@ class FrameDecoder:
         if length < 0:
             self._fail("missing Content-Length header")
         return length
-
-
-# -- encoders: on the hot path of every outgoing message ---------------------------
-
-
-def encode(value: object, framing: Framing = Framing.NEWLINE) -> bytes:
-    """Serialise one JSON value as a complete frame in the given framing."""
-    if framing is Framing.NEWLINE:
-        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
-    body = orjson.dumps(value)
-    return b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
-
-
-def frame_body(body: bytes, framing: Framing) -> bytes:
-    """Wrap an already-serialised JSON text as one frame."""
-    if framing is Framing.NEWLINE:
-        return body + b"\n"
-    return b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
-
-
-def frame_header(body_length: int, framing: Framing) -> bytes:
-    """Bytes that go before a body of the given length: nothing for NEWLINE, the header otherwise."""
-    if framing is Framing.NEWLINE:
-        return b""
-    if body_length < 0:
-        raise ValueError("body_length must not be negative")
-    return b"Content-Length: %d\r\n\r\n" % body_length
-
-
-def frame_trailer(framing: Framing) -> bytes:
-    """Bytes that go after a body: ``\\n`` for NEWLINE, nothing for CONTENT_LENGTH."""
-    return b"\n" if framing is Framing.NEWLINE else b""

@@ -29,7 +29,8 @@ import orjson
 from ._broker import Broker, Subscription
 from ._dispatch import OPERATIONS, Operation, describe, dispatch_general
 from ._errors import ErrorCode, RemoteProtocolError, RequestError
-from ._framing import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, FrameDecoder, Framing, encode
+from ._frames import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, Framing, encode
+from ._framing import FrameDecoder
 from ._messages import NO_ID, RequestId
 from ._wire import (
     EncodedEvent,

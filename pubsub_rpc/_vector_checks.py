@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ._errors import RemoteProtocolError
-from ._framing import BadFrame, FrameDecoder, Framing
+from ._frames import BadFrame, Framing
+from ._framing import FrameDecoder
 
 _MATCHER_KEYS: Final = frozenset(("$capture", "$type", "$regex", "$ref", "$not_ref", "$template", "$literal"))
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

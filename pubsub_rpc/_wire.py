@@ -14,7 +14,7 @@ from typing import Any, Final
 import orjson
 
 from ._errors import ErrorCode
-from ._framing import Framing, frame_header, frame_trailer
+from ._frames import Framing, frame_header, frame_trailer
 from ._messages import CLOSING, EVENT, NO_ID, RequestId
 
 _JSONRPC: Final = "2.0"

@@ -1,4 +1,4 @@
-"""Tests for the sans-IO frame decoder and the encoders in ``pubsub_rpc._framing``."""
+"""Tests for the sans-IO frame decoder (``pubsub_rpc._framing``) and the encoders (``pubsub_rpc._frames``)."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ from hypothesis import strategies as st
 
 from pubsub_rpc import _framing
 from pubsub_rpc._errors import RemoteProtocolError
-from pubsub_rpc._framing import (
+from pubsub_rpc._frames import (
     DEFAULT_MAX_FRAME_SIZE,
     BadFrame,
     BadFrameReason,
-    FrameDecoder,
     Framing,
     encode,
     frame_body,
     frame_header,
     frame_trailer,
 )
+from pubsub_rpc._framing import FrameDecoder
 
 NL = Framing.NEWLINE
 CL = Framing.CONTENT_LENGTH
