@@ -8,41 +8,13 @@ assertion on how long something took.
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import trio
-from transport_helpers import HERE, TRANSPORTS, Harness, make_adapter, prefix, register_suite, running
+from transport_helpers import TRANSPORTS, Harness, make_adapter, prefix, register_suite, running
 
 from transports import Server
-
-#: No transport test may hang: each gets this many seconds, far more than it needs.
-GUARD_SECONDS = 30
-
-
-def _guarded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    @functools.wraps(test)
-    async def guarded(*args: Any, **kwargs: Any) -> None:
-        with trio.fail_after(GUARD_SECONDS):
-            await test(*args, **kwargs)
-
-    return guarded
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put every async test of this directory under a ``trio.fail_after`` guard.
-
-    A fixture cannot do it: pytest-trio runs fixtures in tasks of their own,
-    so a cancel scope opened in one does not cover the test.
-    """
-    for item in items:
-        in_here = isinstance(item, pytest.Function) and HERE in item.path.parents
-        if in_here and inspect.iscoroutinefunction(item.obj):
-            item.obj = _guarded(item.obj)
 
 
 @pytest.fixture(params=TRANSPORTS)

@@ -148,7 +148,9 @@ async def test_answers_before_a_broken_header_arrive_then_the_connection_ends() 
         request = await server_side.receive_some()
         key = orjson.loads(request.splitlines()[0])["id"]
         body = orjson.dumps({"jsonrpc": "2.0", "result": {}, "id": key})
-        await server_side.send_all(b"Content-Length: %d\r\n\r\n%sContent-Length: -1\r\n\r\n" % (len(body), body))
+        await server_side.send_all(
+            b"Content-Length: %d\r\n\r\n%sContent-Length: -1\r\n\r\n" % (len(body), body)
+        )
 
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
