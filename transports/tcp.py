@@ -93,32 +93,52 @@ class Adapter(_BaseAdapter):
         self, server: Server, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Listen and serve until cancelled; the listeners are closed on the way out."""
-        listeners = await trio.open_tcp_listeners(self.requested_port, host=self.host, backlog=self.backlog)
-        try:
-            if self.requested_port == 0 and len(listeners) > 1:
-                for extra in listeners[1:]:
-                    await extra.aclose()
-                del listeners[1:]
-            sockname = listeners[0].socket.getsockname()
-            self._address = (sockname[0], sockname[1])
-            wrapped: list[trio.abc.Listener[trio.abc.Stream]] = (
-                [trio.SSLListener(listener, self.ssl_context) for listener in listeners]
-                if self.ssl_context is not None
-                else list(listeners)
-            )
+        async with bound_listeners(
+            self.host, self.requested_port, backlog=self.backlog, ssl_context=self.ssl_context
+        ) as (self._address, listeners):
             _log.info("listening on %s", self.url)
             task_status.started()
             await trio.serve_listeners(
                 partial(server.serve_stream, trusted=self.trusted, adapter=self),
-                wrapped,
+                listeners,
                 handler_nursery=server.handler_nursery,
             )
-        finally:
-            # Shielded: in a cancelled scope the first await would raise and
-            # leave the other listeners open.  Closing a listener is instant.
-            with trio.CancelScope(shield=True):
-                for listener in listeners:
-                    await listener.aclose()
+
+
+@asynccontextmanager
+async def bound_listeners(
+    host: str | None,
+    port: int,
+    *,
+    backlog: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    https_compatible: bool = False,
+) -> AsyncIterator[tuple[tuple[str, int], list[trio.abc.Listener[trio.abc.Stream]]]]:
+    """Bind TCP listeners (TLS-wrapped with a context) and yield the bound address and them.
+
+    For port 0 only the first listener is kept, so the reported port is the
+    one every peer reaches.  The listeners are closed on the way out, also
+    when cancelled.  Shared by every adapter that listens on TCP.
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    try:
+        if port == 0 and len(listeners) > 1:
+            for extra in listeners[1:]:
+                await extra.aclose()
+            del listeners[1:]
+        sockname = listeners[0].socket.getsockname()
+        wrapped: list[trio.abc.Listener[trio.abc.Stream]] = (
+            [trio.SSLListener(each, ssl_context, https_compatible=https_compatible) for each in listeners]
+            if ssl_context is not None
+            else list(listeners)
+        )
+        yield (sockname[0], sockname[1]), wrapped
+    finally:
+        # Shielded: in a cancelled scope the first await would raise and
+        # leave the other listeners open.  Closing a listener is instant.
+        with trio.CancelScope(shield=True):
+            for listener in listeners:
+                await listener.aclose()
 
 
 async def open_stream(

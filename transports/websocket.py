@@ -64,6 +64,7 @@ from ._websocket_http import (
     response,
 )
 from ._websocket_link import GOING_AWAY, POLICY_VIOLATION, WebSocketLink
+from .tcp import bound_listeners
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -202,30 +203,20 @@ class Adapter(_BaseAdapter):
         self, server: Server, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Listen and serve until cancelled; the listeners are closed on the way out."""
-        listeners = await trio.open_tcp_listeners(self.requested_port, host=self.host, backlog=self.backlog)
-        try:
-            if self.requested_port == 0 and len(listeners) > 1:
-                for extra in listeners[1:]:
-                    await extra.aclose()
-                del listeners[1:]
-            sockname = listeners[0].socket.getsockname()
-            self._address = (sockname[0], sockname[1])
-            wrapped: list[trio.abc.Listener[trio.abc.Stream]] = (
-                [trio.SSLListener(each, self.ssl_context, https_compatible=True) for each in listeners]
-                if self.ssl_context is not None
-                else list(listeners)
-            )
+        async with bound_listeners(
+            self.host,
+            self.requested_port,
+            backlog=self.backlog,
+            ssl_context=self.ssl_context,
+            https_compatible=True,
+        ) as (self._address, listeners):
             _log.info("listening on %s", self.url)
             task_status.started()
 
             async def handle(stream: trio.abc.Stream) -> None:
                 await self._serve_one(server, stream)
 
-            await trio.serve_listeners(handle, wrapped, handler_nursery=server.handler_nursery)
-        finally:
-            with trio.CancelScope(shield=True):
-                for listener in listeners:
-                    await listener.aclose()
+            await trio.serve_listeners(handle, listeners, handler_nursery=server.handler_nursery)
 
     async def _serve_one(self, server: Server, stream: trio.abc.Stream) -> None:
         """Serve one TCP connection: one HTTP answer, or a WebSocket until it ends."""
