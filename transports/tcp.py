@@ -42,11 +42,36 @@ __all__ = ["Adapter", "connect", "open_stream"]
 _log = logging.getLogger("pubsub_rpc.transports.tcp")
 
 
-def _url(scheme: str, host: str, port: int) -> str:
-    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+def format_url(scheme: str, host: str, port: int, path: str = "") -> str:
+    """``scheme://host:port`` plus ``path``, with an IPv6 host in brackets."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}{path}"
 
 
-class Adapter(_BaseAdapter):
+class BoundAddress:
+    """The address a TCP listener got, for every adapter that listens on TCP."""
+
+    _address: tuple[str, int] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)``; available once the server has started."""
+        if self._address is None:
+            raise RuntimeError("The adapter is not listening yet.")
+        return self._address
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one, also when 0 was asked for)."""
+        return self.address[1]
+
+    def url_with(self, scheme: str, path: str = "") -> str:
+        """The bound address as a URL of that scheme."""
+        host, port = self.address
+        return format_url(scheme, host, port, path)
+
+
+class Adapter(_BaseAdapter, BoundAddress):
     """Listen on a TCP port, optionally with TLS.
 
     ``host`` None listens on every interface.  With ``port`` 0 the OS picks a
@@ -69,25 +94,11 @@ class Adapter(_BaseAdapter):
         self.requested_port = port
         self.ssl_context = ssl_context
         self.backlog = backlog
-        self._address: tuple[str, int] | None = None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The bound ``(host, port)``; available once the server has started."""
-        if self._address is None:
-            raise RuntimeError("The adapter is not listening yet.")
-        return self._address
-
-    @property
-    def port(self) -> int:
-        """The bound port (the real one, also when 0 was asked for)."""
-        return self.address[1]
 
     @property
     def url(self) -> str:
         """``tcp://host:port``, or ``tls://host:port`` with TLS."""
-        host, port = self.address
-        return _url("tls" if self.ssl_context is not None else "tcp", host, port)
+        return self.url_with("tls" if self.ssl_context is not None else "tcp")
 
     async def serve(
         self, server: Server, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -154,7 +165,7 @@ async def open_stream(
     Raises ``ConnectionClosedError`` if the server cannot be reached or the
     TLS handshake fails (certificate problems included); the cause is chained.
     """
-    where = _url("tls" if ssl_context is not None else "tcp", host, port)
+    where = format_url("tls" if ssl_context is not None else "tcp", host, port)
     stream: trio.abc.Stream | None = None
     try:
         with trio.fail_after(timeout), translate_io_errors(f"Connecting to {where}"):

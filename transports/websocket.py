@@ -64,7 +64,7 @@ from ._websocket_http import (
     response,
 )
 from ._websocket_link import GOING_AWAY, POLICY_VIOLATION, WebSocketLink
-from .tcp import bound_listeners
+from .tcp import BoundAddress, bound_listeners
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -77,10 +77,6 @@ _log = logging.getLogger("pubsub_rpc.transports.websocket")
 CLIENT_JS_PATH: Final = "/client.js"
 #: Seconds a new connection gets to complete its HTTP request or WebSocket handshake.
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
-
-
-def _url(scheme: str, host: str, port: int) -> str:
-    return f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
 
 
 class _WebSocketConnection(_StreamConnection):
@@ -128,7 +124,7 @@ class _WebSocketPump(Pump[bytes, bytes]):
         await self.link.aclose()  # the server's later aclose finds it closed
 
 
-class Adapter(_BaseAdapter):
+class Adapter(_BaseAdapter, BoundAddress):
     """Listen for WebSocket connections (ws://, or wss:// with ``ssl_context``) on a TCP port.
 
     ``host`` None listens on every interface; with ``port`` 0 the OS picks a
@@ -164,7 +160,6 @@ class Adapter(_BaseAdapter):
         self.files: dict[str, bytes] = {CLIENT_JS_PATH: client_js(), **(files or {})}
         self.handshake_timeout = handshake_timeout
         self.backlog = backlog
-        self._address: tuple[str, int] | None = None
 
     @property
     def allowed_origins(self) -> frozenset[str] | None:
@@ -176,28 +171,14 @@ class Adapter(_BaseAdapter):
         self._allowed_origins = None if origins is None else frozenset(map(normalise_origin, origins))
 
     @property
-    def address(self) -> tuple[str, int]:
-        """The bound ``(host, port)``; available once the server has started."""
-        if self._address is None:
-            raise RuntimeError("The adapter is not listening yet.")
-        return self._address
-
-    @property
-    def port(self) -> int:
-        """The bound port (the real one, also when 0 was asked for)."""
-        return self.address[1]
-
-    @property
     def url(self) -> str:
         """``ws://host:port/``, or ``wss://host:port/`` with TLS."""
-        host, port = self.address
-        return _url("wss" if self.ssl_context is not None else "ws", host, port)
+        return self.url_with("wss" if self.ssl_context is not None else "ws", "/")
 
     @property
     def http_url(self) -> str:
         """The same address as ``http://`` (or ``https://``): where ``/client.js`` is served."""
-        host, port = self.address
-        return _url("https" if self.ssl_context is not None else "http", host, port)
+        return self.url_with("https" if self.ssl_context is not None else "http", "/")
 
     async def serve(
         self, server: Server, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
