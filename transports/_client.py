@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypedDict
 
 import trio
 
@@ -360,6 +360,18 @@ async def run_client(client: Client) -> AsyncIterator[Client]:
                 yield client
             finally:
                 await client.aclose()
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keyword arguments of ``open_client`` that every ``connect`` passes on unchanged."""
+
+    client_id: str | None
+    dialect: Dialect
+    framing: Framing
+    request_timeout: float
+    subscription_buffer: int
+    max_frame_size: int
+    keepalive: float | None
 
 
 @asynccontextmanager

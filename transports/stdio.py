@@ -33,16 +33,13 @@ import subprocess
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 import trio
 
-from pubsub_rpc import DEFAULT_MAX_FRAME_SIZE, Dialect, Framing
-
 from ._adapter import Adapter as _BaseAdapter
-from ._client import DEFAULT_REQUEST_TIMEOUT, Client, open_client
+from ._client import Client, ClientOptions, open_client
 from ._errors import unwrap_single_exception
-from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -136,23 +133,12 @@ class Adapter(_BaseAdapter):
 
 @asynccontextmanager
 async def connect(
-    *,
-    client_id: str | None = None,
-    dialect: Dialect = Dialect.JSONRPC,
-    framing: Framing = Framing.NEWLINE,
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-    subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
-    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    **options: Unpack[ClientOptions],
 ) -> AsyncIterator[Client]:
     """Yield a ``Client`` over this process's own stdin/stdout (see ``open_client``)."""
     async with open_client(
         StdioStream(),
-        client_id=client_id,
-        dialect=dialect,
-        framing=framing,
-        request_timeout=request_timeout,
-        subscription_buffer=subscription_buffer,
-        max_frame_size=max_frame_size,
+        **options,
     ) as client:
         yield client
 
@@ -161,16 +147,11 @@ async def connect(
 async def spawn(
     argv: Sequence[str],
     *,
-    client_id: str | None = None,
     env: dict[str, str] | None = None,
     cwd: str | None = None,
     stderr: int | None = None,
     exit_timeout: float = 5.0,
-    dialect: Dialect = Dialect.JSONRPC,
-    framing: Framing = Framing.NEWLINE,
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-    subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
-    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    **options: Unpack[ClientOptions],
 ) -> AsyncIterator[Client]:
     """Start ``argv`` (a stdio server) and yield a ``Client`` over its stdin/stdout.
 
@@ -196,12 +177,7 @@ async def spawn(
             try:
                 async with open_client(
                     trio.StapledStream(process.stdin, process.stdout),
-                    client_id=client_id,
-                    dialect=dialect,
-                    framing=framing,
-                    request_timeout=request_timeout,
-                    subscription_buffer=subscription_buffer,
-                    max_frame_size=max_frame_size,
+                    **options,
                 ) as client:
                     yield client
             finally:

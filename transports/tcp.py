@@ -23,16 +23,15 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 import trio
 
-from pubsub_rpc import DEFAULT_MAX_FRAME_SIZE, ConnectionClosedError, Dialect, Framing
+from pubsub_rpc import ConnectionClosedError
 
 from ._adapter import Adapter as _BaseAdapter
-from ._client import DEFAULT_REQUEST_TIMEOUT, Client, open_client
+from ._client import DEFAULT_REQUEST_TIMEOUT, Client, ClientOptions, open_client
 from ._errors import translate_io_errors
-from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -192,15 +191,9 @@ async def connect(
     host: str,
     port: int,
     *,
-    client_id: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
-    dialect: Dialect = Dialect.JSONRPC,
-    framing: Framing = Framing.NEWLINE,
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-    subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
-    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-    keepalive: float | None = None,
+    **options: Unpack[ClientOptions],
 ) -> AsyncIterator[Client]:
     """Connect to a server over TCP (TLS with ``ssl_context``) and yield a ``Client``.
 
@@ -208,16 +201,14 @@ async def connect(
     for the other arguments.
     """
     stream = await open_stream(
-        host, port, ssl_context=ssl_context, server_hostname=server_hostname, timeout=request_timeout
+        host,
+        port,
+        ssl_context=ssl_context,
+        server_hostname=server_hostname,
+        timeout=options.get("request_timeout", DEFAULT_REQUEST_TIMEOUT),
     )
     async with open_client(
         stream,
-        client_id=client_id,
-        dialect=dialect,
-        framing=framing,
-        request_timeout=request_timeout,
-        subscription_buffer=subscription_buffer,
-        max_frame_size=max_frame_size,
-        keepalive=keepalive,
+        **options,
     ) as client:
         yield client

@@ -18,16 +18,13 @@ import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 import trio
 
-from pubsub_rpc import DEFAULT_MAX_FRAME_SIZE, Dialect, Framing
-
 from ._adapter import Adapter as _BaseAdapter
-from ._client import DEFAULT_REQUEST_TIMEOUT, Client, open_client
+from ._client import Client, ClientOptions, open_client
 from ._errors import translate_io_errors
-from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -130,26 +127,13 @@ class Adapter(_BaseAdapter):
 @asynccontextmanager
 async def connect(
     path: str | os.PathLike[str],
-    *,
-    client_id: str | None = None,
-    dialect: Dialect = Dialect.JSONRPC,
-    framing: Framing = Framing.NEWLINE,
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-    subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
-    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-    keepalive: float | None = None,
+    **options: Unpack[ClientOptions],
 ) -> AsyncIterator[Client]:
     """Connect to a server's Unix socket and yield a ``Client`` (see ``open_client``)."""
     with translate_io_errors(f"Connecting to unix://{os.fspath(path)}"):
         stream = await trio.open_unix_socket(os.fspath(path))
     async with open_client(
         stream,
-        client_id=client_id,
-        dialect=dialect,
-        framing=framing,
-        request_timeout=request_timeout,
-        subscription_buffer=subscription_buffer,
-        max_frame_size=max_frame_size,
-        keepalive=keepalive,
+        **options,
     ) as client:
         yield client
