@@ -1,37 +1,29 @@
 """The broker: who may do what, who listens to what, and fan-out.
 
 This is the server's state machine, independent of any wire format.  It holds
-the client registry, the per-connection identities of trusted connections and
-the subscription index, and it performs the three operations.  Connections are
+the client registry and the subscription index, performs the operations, and
+tells a ``Backplane`` (a bridge to other servers), if one is attached, about
+subscriptions and publishes.  Connections are
 anything that implements ``Subscriber`` (a byte-stream connection, an
 in-process one); the broker only asks them to take an encoded event.
 
-Every rejection text is the original ``pub_sub``'s, character for character.
-
-Client ids are secrets.  They are looked up in a dict (a keyed SipHash of the
-presented string, then one comparison only on a hash match), so how long a
-failed lookup takes says nothing about how much of a registered id a guess
-got right.  A client registered by digest (``ClientInfo.from_sha256``) is
-found by hashing the presented id with SHA-256 and looking the digest up the
-same way; the server never holds such an id in plain text until its owner
-presents it.
+Who a request acts as is the registry's business (``_registry``).  Every
+rejection text is the original ``pub_sub``'s, character for character.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import uuid
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 import orjson
 
 from ._errors import ErrorCode, LocalProtocolError, RequestError
-from ._messages import ClientInfo, JSONValue, is_sha256_hex
+from ._messages import ClientInfo, JSONValue
+from ._registry import ADHOC_PREFIX, ClientRegistry, Party
 from ._wire import EncodedEvent, subscription_tail
 
-#: Prefix of the identities minted for trusted connections that send no id.
-ADHOC_PREFIX: Final = "pub_sub::adhoc_client"
 #: Default bound on the subscriptions one connection may hold at a time.
 DEFAULT_MAX_SUBSCRIPTIONS: Final = 1000
 # Event names up to this length are cached as JSON; longer ones are rare and
@@ -39,17 +31,17 @@ DEFAULT_MAX_SUBSCRIPTIONS: Final = 1000
 _NAME_CACHE_MAX_LENGTH: Final = 256
 _NAME_CACHE_SIZE: Final = 10_000
 
+__all__ = ["ADHOC_PREFIX", "DEFAULT_MAX_SUBSCRIPTIONS", "Backplane", "Broker", "Subscriber", "Subscription"]
+
 _NOT_ALLOWED_PUBLISH: Final = "You are not allowed to publish events."
 _NOT_ALLOWED_SUBSCRIBE: Final = "You are not allowed to subscribe to events."
 _NO_SUCH_SUBSCRIPTION: Final = "The specified subscription does not exist."
 _NOT_YOURS: Final = "That is not your subscription to cancel."
+_NOT_ALLOWED_INSPECT: Final = "You are not allowed to read server statistics."
 
 
-class Subscriber(Protocol):
-    """What the broker needs from a connection."""
-
-    #: Whether requests without a client id get this connection's ad-hoc identity.
-    trusted: bool
+class Subscriber(Party, Protocol):
+    """What the broker needs from a connection (``trusted``, from ``Party``, and this)."""
 
     def push_event(self, event: EncodedEvent, subscription: Subscription) -> bool:
         """Queue one event for this connection; False if it takes no more events.
@@ -57,6 +49,28 @@ class Subscriber(Protocol):
         Must not block or raise.  A connection that is closing (a slow
         consumer cut off during this very publish) answers False, so the
         publisher's ``listeners`` counts only deliveries actually queued.
+        """
+
+
+class Backplane(Protocol):
+    """What the broker tells a bridge to other servers (the Redis bridge in ``transports``).
+
+    Every method is called synchronously from the broker's operations, so it
+    must not block or raise: a bridge queues what it has to send and deals
+    with its network on its own time.
+    """
+
+    def subscription_added(self, subscription: Subscription) -> None:
+        """A subscription was stored (also called for each one alive when attached)."""
+
+    def subscription_removed(self, subscription: Subscription) -> None:
+        """A subscription is gone (unsubscribed, or its connection closed)."""
+
+    def forward(self, event: EncodedEvent, publisher_id: str) -> int:
+        """Send a locally published event to the other servers.
+
+        Returns how many subscriptions on other servers it is expected to
+        reach (not counting the publisher's own), for ``listeners``.
         """
 
 
@@ -88,17 +102,6 @@ def _unencodable(exc: orjson.JSONEncodeError) -> RequestError:
     )
 
 
-def _unrecognized(client_id: str | None) -> RequestError:
-    shown = "<missing>" if client_id is None else client_id
-    return RequestError(f'Unrecognized client ID "{shown}".', code=ErrorCode.UNKNOWN_CLIENT)
-
-
-def _sha256(client_id: str) -> bytes:
-    # surrogatepass: a str from a decoder never holds lone surrogates, but a
-    # Python caller's might; hashing must not raise either way.
-    return hashlib.sha256(client_id.encode("utf-8", "surrogatepass")).digest()
-
-
 class Broker:
     """Client registry, subscription index and fan-out for one server.
 
@@ -111,16 +114,8 @@ class Broker:
             raise ValueError("max_subscriptions must not be negative")
         #: Subscriptions one connection may hold at a time.
         self.max_subscriptions = max_subscriptions
-        # Registered ids, plus ids registered by digest once their owner has
-        # presented them (so that later lookups are one dict probe).
-        self._clients: dict[str, ClientInfo] = {}
-        # SHA-256 of the id -> record, for clients registered by digest only.
-        self._digests: dict[bytes, ClientInfo] = {}
-        # SHA-256 of every registered id, to refuse duplicates across both kinds.
-        self._registered: set[bytes] = set()
-        # Ad-hoc identities belong to exactly one trusted connection and die with it.
-        self._adhoc_by_connection: dict[Subscriber, ClientInfo] = {}
-        self._adhoc_owner: dict[str, Subscriber] = {}
+        #: Registered clients and the ad-hoc identities of trusted connections.
+        self.clients = ClientRegistry()
         # event name -> {subscription id -> subscription}; dicts keep insertion
         # order (delivery order) and make removal O(1).
         self._by_event: dict[str, dict[str, Subscription]] = {}
@@ -128,93 +123,36 @@ class Broker:
         self._by_connection: dict[Subscriber, dict[str, Subscription]] = {}
         # Serialised event names, cached because the same few names recur.
         self._name_json: dict[str, bytes] = {}
-        self._started = False
-        #: Counters for operators and tests.
+        #: The bridge to other servers, if any (``attach_backplane``).
+        self.backplane: Backplane | None = None
+        #: Counters for operators and tests (``stats()`` reports them).
         self.events_published = 0
         self.events_delivered = 0
+        #: Deliveries refused by connections that were closing (slow consumers cut off).
+        self.events_dropped = 0
+        #: Traffic of every connection, counted by the connections themselves:
+        #: messages handled, those answered with an error, bytes in and out.
+        self.requests = 0
+        self.requests_refused = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        # Extra counters from the layers above (transports: connections, bytes, ...).
+        self._stats_sources: list[Callable[[], dict[str, Any]]] = []
 
     # -- lifecycle ---------------------------------------------------------
 
     @property
     def started(self) -> bool:
         """Whether ``start()`` was called; registration is closed from then on."""
-        return self._started
+        return self.clients.started
 
     def register_client(self, info: ClientInfo) -> None:
         """Add a client that may connect; only before ``start()``."""
-        if self._started:
-            raise LocalProtocolError(
-                "You cannot register new clients after the server has started listening."
-            )
-        if info.id_sha256 is not None:
-            if info.id:
-                raise LocalProtocolError("A client is registered by its ID or by its SHA-256, not both.")
-            if not is_sha256_hex(info.id_sha256):
-                raise LocalProtocolError("A client's id_sha256 must be 64 hexadecimal digits.")
-            digest = bytes.fromhex(info.id_sha256)
-        elif not isinstance(info.id, str) or not info.id:
-            # The original accepted "" and then never let it authenticate.
-            raise LocalProtocolError("A client ID must be a non-empty string.")
-        else:
-            digest = _sha256(info.id)
-        if digest in self._registered:
-            raise LocalProtocolError("A client with the same ID is already registered.")
-        self._registered.add(digest)
-        if info.id_sha256 is not None:
-            self._digests[digest] = info
-        else:
-            self._clients[info.id] = info
+        self.clients.register(info)
 
     def start(self) -> None:
         """Close registration; the server is about to accept requests."""
-        self._started = True
-
-    # -- identity ----------------------------------------------------------
-
-    def _registered_client(self, client_id: str) -> ClientInfo | None:
-        """The registered client with this id, if any (by id, or by its digest)."""
-        info = self._clients.get(client_id)
-        if info is None and self._digests:
-            hashed = self._digests.get(_sha256(client_id))
-            if hashed is not None:
-                info = ClientInfo(client_id, hashed.can_publish, hashed.can_subscribe)
-                self._clients[client_id] = info
-        return info
-
-    def _resolve(self, connection: Subscriber, client_id: str | None) -> ClientInfo:
-        """Find who a publish or subscribe acts as, or raise the original's error."""
-        if client_id:
-            info = self._clients.get(client_id)
-            if info is not None:
-                return info
-            info = self._registered_client(client_id)
-            if info is not None:
-                return info
-            if self._adhoc_owner.get(client_id) is connection:
-                return self._adhoc_by_connection[connection]
-            raise _unrecognized(client_id)
-        if not connection.trusted:
-            raise _unrecognized(None)
-        # One identity per trusted connection (the original minted one per request).
-        adhoc = self._adhoc_by_connection.get(connection)
-        if adhoc is None:
-            adhoc = ClientInfo(f"{ADHOC_PREFIX}::{secrets.token_hex(16)}")
-            self._adhoc_by_connection[connection] = adhoc
-            self._adhoc_owner[adhoc.id] = connection
-        return adhoc
-
-    def _owner_id(self, connection: Subscriber, client_id: str | None) -> str | None:
-        """Whose subscriptions an unsubscribe may cancel (``None``: nobody's).
-
-        A registered id, or this connection's own ad-hoc identity: an ad-hoc id
-        is a credential of one connection only, even if another one learns it.
-        """
-        adhoc = self._adhoc_by_connection.get(connection)
-        if not client_id:
-            return adhoc.id if adhoc is not None else None
-        if self._registered_client(client_id) is not None or (adhoc is not None and adhoc.id == client_id):
-            return client_id
-        return None
+        self.clients.start()
 
     # -- operations --------------------------------------------------------
 
@@ -222,34 +160,57 @@ class Broker:
         self, connection: Subscriber, client_id: str | None, event_name: str, value: JSONValue
     ) -> dict[str, Any]:
         """Deliver ``value`` to every subscription of ``event_name`` not owned by the publisher."""
-        info = self._resolve(connection, client_id)
+        info = self.clients.resolve(connection, client_id)
         if not info.can_publish:
             raise RequestError(_NOT_ALLOWED_PUBLISH, code=ErrorCode.PUBLISH_FORBIDDEN)
         # Encoded before the loop, whoever listens: a value that cannot be
         # encoded is refused the same way with or without subscribers.
-        try:
-            event = EncodedEvent(self._event_name_json(event_name), event_name, value)
-        except orjson.JSONEncodeError as exc:
-            raise _unencodable(exc) from None
-        subscriptions = self._by_event.get(event_name)
-        listeners = 0
-        if subscriptions:
-            publisher = info.id
-            # Hot loop: no allocation per delivery besides what push_event queues.
-            # A snapshot, because push_event may close a slow consumer, which
-            # drops its subscriptions from this very dict.
-            for subscription in tuple(subscriptions.values()):
-                if subscription.client_id == publisher:
-                    continue
-                if subscription.connection.push_event(event, subscription):
-                    listeners += 1
-            self.events_delivered += listeners
+        event = self._encode(event_name, value)
+        listeners, _dropped = self._fan_out(event, info.id)
+        if self.backplane is not None:
+            listeners += self.backplane.forward(event, info.id)
         self.events_published += 1
         return {"listeners": listeners, "client_id": info.id}
 
+    def deliver_remote(self, event_name: str, value: JSONValue, exclude_client_id: str | None) -> int:
+        """Fan out an event another server published; returns the deliveries queued here.
+
+        ``exclude_client_id`` is the publisher's id when it has subscriptions
+        on this server (a publisher never receives its own events, on any
+        server).  Raises ``RequestError`` if ``value`` cannot be encoded.
+        """
+        delivered, _dropped = self._fan_out(self._encode(event_name, value), exclude_client_id)
+        return delivered
+
+    def _encode(self, event_name: str, value: JSONValue) -> EncodedEvent:
+        try:
+            return EncodedEvent(self._event_name_json(event_name), event_name, value)
+        except orjson.JSONEncodeError as exc:
+            raise _unencodable(exc) from None
+
+    def _fan_out(self, event: EncodedEvent, exclude_client_id: str | None) -> tuple[int, int]:
+        """Queue ``event`` on every subscription of its name; returns (delivered, dropped)."""
+        subscriptions = self._by_event.get(event.event_name)
+        if not subscriptions:
+            return 0, 0
+        delivered = dropped = 0
+        # Hot loop: no allocation per delivery besides what push_event queues.
+        # A snapshot, because push_event may close a slow consumer, which
+        # drops its subscriptions from this very dict.
+        for subscription in tuple(subscriptions.values()):
+            if subscription.client_id == exclude_client_id:
+                continue
+            if subscription.connection.push_event(event, subscription):
+                delivered += 1
+            else:
+                dropped += 1
+        self.events_delivered += delivered
+        self.events_dropped += dropped
+        return delivered, dropped
+
     def subscribe(self, connection: Subscriber, client_id: str | None, event_name: str) -> dict[str, Any]:
         """Store a new subscription, then return its id (stored before answered)."""
-        info = self._resolve(connection, client_id)
+        info = self.clients.resolve(connection, client_id)
         if not info.can_subscribe:
             raise RequestError(_NOT_ALLOWED_SUBSCRIBE, code=ErrorCode.SUBSCRIBE_FORBIDDEN)
         owned = self._by_connection.get(connection)
@@ -262,6 +223,8 @@ class Broker:
         self._by_event.setdefault(event_name, {})[subscription.id] = subscription
         self._by_id[subscription.id] = subscription
         self._by_connection.setdefault(connection, {})[subscription.id] = subscription
+        if self.backplane is not None:
+            self.backplane.subscription_added(subscription)
         return {"subscription_id": subscription.id, "client_id": info.id}
 
     def unsubscribe(
@@ -271,7 +234,7 @@ class Broker:
         subscription = self._by_id.get(subscription_id)
         if subscription is None:
             raise RequestError(_NO_SUCH_SUBSCRIPTION, code=ErrorCode.NO_SUCH_SUBSCRIPTION)
-        if subscription.client_id != self._owner_id(connection, client_id):
+        if subscription.client_id != self.clients.owner_id(connection, client_id):
             raise RequestError(_NOT_YOURS, code=ErrorCode.NOT_YOUR_SUBSCRIPTION)
         self._remove(subscription)
         return {}
@@ -287,6 +250,8 @@ class Broker:
         del owned[subscription.id]
         if not owned:
             del self._by_connection[subscription.connection]
+        if self.backplane is not None:
+            self.backplane.subscription_removed(subscription)
 
     def drop_connection(self, connection: Subscriber) -> int:
         """Forget everything a closed connection owned; returns subscriptions removed."""
@@ -297,12 +262,53 @@ class Broker:
             del by_name[subscription.id]
             if not by_name:
                 del self._by_event[subscription.event_name]
-        adhoc = self._adhoc_by_connection.pop(connection, None)
-        if adhoc is not None:
-            del self._adhoc_owner[adhoc.id]
+            if self.backplane is not None:
+                self.backplane.subscription_removed(subscription)
+        self.clients.drop(connection)
         return len(owned)
 
-    # -- introspection -----------------------------------------------------
+    # -- bridges and introspection -----------------------------------------
+
+    def attach_backplane(self, backplane: Backplane) -> None:
+        """Connect this broker to other servers; told about every live subscription at once."""
+        if self.backplane is not None:
+            raise LocalProtocolError("This broker already has a backplane.")
+        self.backplane = backplane
+        for subscription in self._by_id.values():
+            backplane.subscription_added(subscription)
+
+    def detach_backplane(self) -> None:
+        """Stop telling a backplane about subscriptions and publishes."""
+        self.backplane = None
+
+    def add_stats_source(self, source: Callable[[], dict[str, Any]]) -> None:
+        """Add counters from a layer above (merged into ``stats()``; later sources win)."""
+        self._stats_sources.append(source)
+
+    def stats(self) -> dict[str, Any]:
+        """Live counters for operators: the broker's own, then every stats source's."""
+        counters: dict[str, Any] = {
+            "clients_registered": self.clients.registered,
+            "subscriptions": len(self._by_id),
+            "event_names": len(self._by_event),
+            "events_published": self.events_published,
+            "events_delivered": self.events_delivered,
+            "events_dropped": self.events_dropped,
+            "requests": self.requests,
+            "requests_refused": self.requests_refused,
+            "bytes_received": self.bytes_received,
+            "bytes_sent": self.bytes_sent,
+        }
+        for source in self._stats_sources:
+            counters.update(source())
+        return counters
+
+    def inspect(self, connection: Subscriber, client_id: str | None) -> dict[str, Any]:
+        """The ``stats`` request: live counters, for clients allowed to inspect."""
+        info = self.clients.resolve(connection, client_id)
+        if not info.can_inspect:
+            raise RequestError(_NOT_ALLOWED_INSPECT, code=ErrorCode.INSPECT_FORBIDDEN)
+        return self.stats()
 
     @property
     def subscription_count(self) -> int:
@@ -320,7 +326,7 @@ class Broker:
     @property
     def connections_held(self) -> int:
         """Connections the broker holds state for (subscriptions or an ad-hoc identity)."""
-        return len(self._by_connection.keys() | self._adhoc_by_connection.keys())
+        return len(self._by_connection.keys() | self.clients.adhoc_connections())
 
     def check_consistency(self) -> None:
         """Raise ``AssertionError`` if the indexes disagree (for tests and debugging)."""
@@ -331,9 +337,7 @@ class Broker:
         for subscription in self._by_id.values():
             assert self._by_event[subscription.event_name][subscription.id] is subscription
             assert self._by_connection[subscription.connection][subscription.id] is subscription
-        assert len(self._adhoc_owner) == len(self._adhoc_by_connection), "ad-hoc indexes disagree"
-        for connection, adhoc in self._adhoc_by_connection.items():
-            assert self._adhoc_owner[adhoc.id] is connection, "ad-hoc owner mismatch"
+        self.clients.check_consistency()
 
     def _event_name_json(self, event_name: str) -> bytes:
         encoded = self._name_json.get(event_name)

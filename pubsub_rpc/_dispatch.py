@@ -27,7 +27,7 @@ from jsonrpcserver import Error, Result, Success, dispatch_to_serializable
 
 from ._broker import Broker, Subscriber
 from ._errors import ErrorCode, RequestError
-from ._messages import PING, PUBLISH, SUBSCRIBE, UNSUBSCRIBE
+from ._messages import PING, PUBLISH, STATS, SUBSCRIBE, UNSUBSCRIBE
 
 _MISSING: Final = object()
 _MAX_SHOWN: Final = 80
@@ -116,6 +116,10 @@ def _ping(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> dic
     return {}
 
 
+def _stats(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> dict[str, Any]:
+    return broker.inspect(connection, _client_id(params, STATS))
+
+
 Operation = Callable[[Broker, Subscriber, dict[str, Any]], dict[str, Any]]
 
 #: The server's methods, by name.
@@ -124,6 +128,7 @@ OPERATIONS: Final[dict[str, Operation]] = {
     SUBSCRIBE: _subscribe,
     UNSUBSCRIBE: _unsubscribe,
     PING: _ping,
+    STATS: _stats,
 }
 
 
@@ -148,6 +153,7 @@ def _library_handler(name: str) -> Callable[..., Result]:
         SUBSCRIBE: ("event_name", "client_id", "request_id"),
         UNSUBSCRIBE: ("subscription_id", "client_id", "request_id"),
         PING: (),
+        STATS: ("client_id", "request_id"),
     }[name]
 
     # ``context`` is positional-only so that a param named "ctx" (or

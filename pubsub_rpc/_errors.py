@@ -44,6 +44,8 @@ class ErrorCode(enum.IntEnum):
     SERVER_CLOSING = -32009
     #: The connection sent no valid request within the idle timeout and is being closed.
     IDLE_TIMEOUT = -32010
+    #: The client may not read the server's statistics (the ``stats`` method).
+    INSPECT_FORBIDDEN = -32011
 
 
 def error_code_from_int(code: int) -> ErrorCode | int:

@@ -35,6 +35,8 @@ PUBLISH: Final = "publish"
 SUBSCRIBE: Final = "subscribe"
 UNSUBSCRIBE: Final = "unsubscribe"
 PING: Final = "ping"
+#: Live counters for operators; only for clients registered with ``can_inspect``.
+STATS: Final = "stats"
 #: Method of the notification that carries an event to a subscriber.
 EVENT: Final = "event"
 #: Method of the last notification a server sends before it closes a connection.
@@ -66,10 +68,17 @@ class ClientInfo:
     can_subscribe: bool = True
     #: Lowercase hex SHA-256 of the id, for a client registered by digest only.
     id_sha256: str | None = field(default=None, kw_only=True)
+    #: Whether the client may read the server's live counters (the ``stats`` method).
+    can_inspect: bool = field(default=False, kw_only=True)
 
     @classmethod
     def from_sha256(
-        cls, hex_digest: str, *, can_publish: bool = True, can_subscribe: bool = True
+        cls,
+        hex_digest: str,
+        *,
+        can_publish: bool = True,
+        can_subscribe: bool = True,
+        can_inspect: bool = False,
     ) -> ClientInfo:
         """A client known only by the SHA-256 digest (64 hex digits) of its id.
 
@@ -77,14 +86,14 @@ class ClientInfo:
         """
         if not is_sha256_hex(hex_digest):
             raise ValueError("id_sha256 must be 64 hexadecimal digits")
-        return cls("", can_publish, can_subscribe, id_sha256=hex_digest.lower())
+        return cls("", can_publish, can_subscribe, id_sha256=hex_digest.lower(), can_inspect=can_inspect)
 
     def __repr__(self) -> str:
         # Client ids are secrets: never let one reach a log through repr().
         key = "id" if self.id_sha256 is None else "id_sha256"
         return (
             f"ClientInfo({key}=<redacted>, can_publish={self.can_publish}, "
-            f"can_subscribe={self.can_subscribe})"
+            f"can_subscribe={self.can_subscribe}, can_inspect={self.can_inspect})"
         )
 
 

@@ -158,6 +158,7 @@ class ServerConnection:
         """Process bytes from the peer; answers and events are queued for sending."""
         if self._closing:
             return
+        self.broker.bytes_received += len(data)
         try:
             frames = self._decoder.feed(data)
         except RemoteProtocolError as exc:
@@ -191,6 +192,7 @@ class ServerConnection:
         out = self._out
         if not out:
             return b""
+        self.broker.bytes_sent += self._out_bytes
         self._out = []
         self._out_bytes = 0
         return b"".join(out)
@@ -267,15 +269,20 @@ class ServerConnection:
             elif type(frame) is list:
                 answer = self._handle_batch(frame)
             elif isinstance(frame, BadFrame):
-                answer = self._bad_frame(frame)
+                answer = self._refuse(self._bad_frame(frame))
             else:
-                answer = error_response(
-                    NO_ID, ErrorCode.INVALID_REQUEST, "Request must be an Array or an Object."
+                answer = self._refuse(
+                    error_response(NO_ID, ErrorCode.INVALID_REQUEST, "Request must be an Array or an Object.")
                 )
             if answer is not None:
                 self._write(answer)
             if self._closing:
                 return
+
+    def _refuse(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """Count an error answer (operators see refused requests in ``stats``)."""
+        self.broker.requests_refused += 1
+        return answer
 
     @staticmethod
     def _bad_frame(frame: BadFrame) -> dict[str, Any]:
@@ -342,6 +349,7 @@ class ServerConnection:
 
     def _handle_message(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """Handle one request object; return its answer, if it gets one."""
+        self.broker.requests += 1
         params = message.get("params", _EMPTY)
         method = message.get("method")
         # Fast path: the shape every well-behaved client sends.
@@ -360,7 +368,7 @@ class ServerConnection:
                 try:
                     return success_response(request_id, operation(self.broker, self, params))
                 except RequestError as exc:
-                    return error_response(request_id, exc.code, exc.message)
+                    return self._refuse(error_response(request_id, exc.code, exc.message))
         return self._handle_general(message)
 
     def _notification(
@@ -371,17 +379,17 @@ class ServerConnection:
             # A plain notification: fire and forget, errors are not answered.
             # (try/except, not contextlib.suppress: this is the hot path, and
             # entering a context manager costs more than the operation's checks.)
-            try:  # noqa: SIM105
+            try:
                 operation(self.broker, self, params)
             except RequestError:
-                pass
+                self.broker.requests_refused += 1
             return None
         if type(pub_sub_id) is not str:
-            return _bad_request_id(method, pub_sub_id)
+            return self._refuse(_bad_request_id(method, pub_sub_id))
         try:
             result = operation(self.broker, self, params)
         except RequestError as exc:
-            return pub_sub_failure(pub_sub_id, exc.code, exc.message)
+            return self._refuse(pub_sub_failure(pub_sub_id, exc.code, exc.message))
         return pub_sub_answer(pub_sub_id, method, result)
 
     def _handle_general(self, message: dict[str, Any]) -> dict[str, Any] | None:
@@ -389,19 +397,21 @@ class ServerConnection:
         try:
             request_id = _check_envelope(message)
         except _InvalidRequest as exc:
-            return error_response(exc.request_id, ErrorCode.INVALID_REQUEST, str(exc))
+            return self._refuse(error_response(exc.request_id, ErrorCode.INVALID_REQUEST, str(exc)))
         self.active = True
         method: str = message["method"]
         params = message.get("params", _EMPTY)
         pub_sub_id = params.get("request_id", NO_ID) if type(params) is dict else NO_ID
         if request_id is NO_ID and pub_sub_id is not NO_ID:
             if type(pub_sub_id) is not str:
-                return _bad_request_id(method, pub_sub_id)
+                return self._refuse(_bad_request_id(method, pub_sub_id))
             operation = OPERATIONS.get(method)
             if operation is not None:
                 # Only extra envelope members kept it off the fast path; they are ignored.
                 return self._notification(method, operation, params)
         outcome, response = dispatch_general(self.broker, self, message)
+        if not isinstance(outcome, dict):
+            self.broker.requests_refused += 1  # refused by an operation, or no handler ran
         if request_id is NO_ID:
             if type(pub_sub_id) is str:
                 if outcome is None:

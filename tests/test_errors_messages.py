@@ -76,7 +76,7 @@ def test_client_info_repr_never_shows_the_secret_id() -> None:
     info = ClientInfo("s3cret-publisher", can_subscribe=False)
     for text in (repr(info), str(info), f"{info!r}", repr([info]), repr({"client": info})):
         assert "s3cret-publisher" not in text
-    assert repr(info) == "ClientInfo(id=<redacted>, can_publish=True, can_subscribe=False)"
+    assert repr(info) == "ClientInfo(id=<redacted>, can_publish=True, can_subscribe=False, can_inspect=False)"
     assert info == ClientInfo("s3cret-publisher", can_publish=True, can_subscribe=False)
 
 
