@@ -11,7 +11,7 @@ The in-process flavour (Python objects instead of bytes) has
 It never imports trio: tests/test_layering.py holds it to that.
 """
 
-from ._broker import ADHOC_PREFIX, DEFAULT_MAX_SUBSCRIPTIONS, Broker, Subscriber, Subscription
+from ._broker import ADHOC_PREFIX, DEFAULT_MAX_SUBSCRIPTIONS, Backplane, Broker, Subscriber, Subscription
 from ._client import (
     ClientConnection,
     ClientEvent,
@@ -63,6 +63,7 @@ __all__ = [
     "DEFAULT_MAX_OUTBOUND_MESSAGES",
     "DEFAULT_MAX_SUBSCRIPTIONS",
     "NO_ID",
+    "Backplane",
     "BadFrame",
     "BadFrameReason",
     "Broker",

@@ -66,11 +66,14 @@ class Backplane(Protocol):
     def subscription_removed(self, subscription: Subscription) -> None:
         """A subscription is gone (unsubscribed, or its connection closed)."""
 
-    def forward(self, event: EncodedEvent, publisher_id: str) -> int:
+    def forward(self, event: EncodedEvent, exclude_client_id: str | None) -> int | None:
         """Send a locally published event to the other servers.
 
-        Returns how many subscriptions on other servers it is expected to
-        reach (not counting the publisher's own), for ``listeners``.
+        ``exclude_client_id`` is the id whose subscriptions must not receive
+        it (the publisher's).  Returns how many subscriptions on other servers
+        it is expected to reach, for ``listeners``; ``None`` if the other
+        servers cannot be reached now, which the publish answer then says
+        with ``"forwarded": false``.
         """
 
 
@@ -167,9 +170,12 @@ class Broker:
         # encoded is refused the same way with or without subscribers.
         event = self._encode(event_name, value)
         listeners, _dropped = self._fan_out(event, info.id)
-        if self.backplane is not None:
-            listeners += self.backplane.forward(event, info.id)
         self.events_published += 1
+        if self.backplane is not None:
+            remote = self.backplane.forward(event, info.id)
+            if remote is None:
+                return {"listeners": listeners, "client_id": info.id, "forwarded": False}
+            listeners += remote
         return {"listeners": listeners, "client_id": info.id}
 
     def deliver_remote(self, event_name: str, value: JSONValue, exclude_client_id: str | None) -> int:

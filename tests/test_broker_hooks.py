@@ -20,7 +20,7 @@ from pubsub_rpc import Broker, ClientInfo, ErrorCode, LocalProtocolError, Reques
 class RecordingBackplane:
     """Records what the broker tells it; ``remote`` is the count ``forward`` reports."""
 
-    def __init__(self, remote: int = 0) -> None:
+    def __init__(self, remote: int | None = 0) -> None:
         self.remote = remote
         self.live: dict[str, tuple[str, str]] = {}  # subscription id -> (event name, client id)
         self.forwarded: list[tuple[str, object, str]] = []
@@ -32,8 +32,8 @@ class RecordingBackplane:
     def subscription_removed(self, subscription) -> None:
         del self.live[subscription.id]
 
-    def forward(self, event, publisher_id: str) -> int:
-        self.forwarded.append((event.event_name, event.value, publisher_id))
+    def forward(self, event, exclude_client_id: str | None) -> int | None:
+        self.forwarded.append((event.event_name, event.value, exclude_client_id))
         return self.remote
 
 
@@ -78,6 +78,11 @@ def test_publish_forwards_once_and_adds_the_remote_listeners() -> None:
     with pytest.raises(RequestError):
         broker.publish(FakeConnection(), "nopub", "news", 3)
     assert len(backplane.forwarded) == 2
+    # Other servers out of reach: local delivery still happens, and the answer says so.
+    backplane.remote = None
+    answer = broker.publish(FakeConnection(), "bob", "news", 4)
+    assert answer == {"listeners": 1, "client_id": "bob", "forwarded": False}
+    assert a.deliveries[-1][1] == 4
 
 
 def test_remote_events_skip_the_publishers_own_subscriptions() -> None:
