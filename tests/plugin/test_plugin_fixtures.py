@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -23,6 +25,19 @@ def test_the_entry_point_is_installed_and_loaded(pytestconfig: pytest.Config) ->
     assert entry.value == "transports.pytest_plugin"
     # Loaded by the entry point, not by a conftest of this suite.
     assert pytestconfig.pluginmanager.get_plugin("pubsub_rpc") is pytest_plugin
+
+
+def test_loading_the_plugin_warns_nothing_even_when_warnings_are_errors() -> None:
+    # pytest loads it at every start-up of every project that has pubsub-rpc
+    # installed: a warning here would break their filterwarnings = error.
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import transports.pytest_plugin"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
