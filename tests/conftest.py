@@ -15,6 +15,10 @@ from typing import Any
 import pytest
 import trio
 
+# pytester runs small user test files against the pytest plugin
+# (tests/plugin); pytest reads pytest_plugins only from top-level conftests.
+pytest_plugins = ["pytester"]
+
 #: Seconds any one async test may take: far more than each needs (the browser
 #: tests start Chromium; the hardening faults kill and restart processes).
 GUARD_SECONDS = 60

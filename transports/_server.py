@@ -92,6 +92,9 @@ class ServerStats:
     idle_closed: int = 0
     #: Connections that ended because of a fault in the server (a bug; logged).
     internal_errors: int = 0
+    #: Requests answered with ``INTERNAL_ERROR`` because of a fault in the
+    #: server (a bug; logged), added up as their connections close.
+    request_faults: int = 0
 
 
 _In = TypeVar("_In")
@@ -410,6 +413,9 @@ class Server:
         return True
 
     def _count_close(self, connection: object) -> None:
+        # Only byte-stream connections answer a fault and carry on; an
+        # in-process one fails instead (counted in internal_errors).
+        self.stats.request_faults += getattr(connection, "internal_errors", 0)
         reason = getattr(connection, "close_reason", None)
         if reason == ErrorCode.SLOW_CONSUMER:
             self.stats.slow_consumers += 1

@@ -45,7 +45,7 @@ def test_the_demo_of_the_setup_command_works() -> None:
 
 
 def test_python_example_runs(tmp_path: Path) -> None:
-    (example,) = blocks("python")
+    example, _ = blocks("python")
     script = tmp_path / "example.py"
     script.write_text(example, encoding="utf-8")
     done = subprocess.run(
@@ -53,6 +53,23 @@ def test_python_example_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "1 listener got {'user': 'ada'}\n"
+
+
+def test_testing_example_passes_under_pytest(tmp_path: Path) -> None:
+    _, user_test = blocks("python")
+    (tmp_path / "test_readme_example.py").write_text(user_test, encoding="utf-8")
+    # A user's project: no trio_mode, warnings are errors; the fixtures come from the entry point.
+    (tmp_path / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 import trio
-from hardening_helpers import HOSTILE, RawPeer, make_server, request, running, witness
+from hardening_helpers import HOSTILE, RawPeer, make_server, request, running, wait_until, witness
 
 import transports._server as transport_server
 from pubsub_rpc import BadFrame, Broker, ClientInfo, FrameDecoder, ServerConnection
@@ -143,6 +143,23 @@ async def test_a_bug_that_escapes_costs_one_connection_never_the_server(
         assert server.stats.internal_errors == 1
         assert server.broker.listener_count("victim") == 0  # its subscription went with it
     assert "RuntimeError" in caplog.text
+
+
+async def test_the_server_adds_up_request_faults_as_connections_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any) -> dict[str, Any]:
+        raise KeyError("a bug")
+
+    monkeypatch.setitem(OPERATIONS, "ping", broken)
+    server, adapter = make_server()
+    async with running(server):
+        peer = await RawPeer.connect(adapter.port)
+        for request_id in (1, 2):
+            await peer.send(request("ping", request_id=request_id))
+            assert (await peer.read_one())["error"]["code"] == -32603
+        await peer.aclose()
+        await wait_until(lambda: server.connection_count == 0)
+        assert server.stats.request_faults == 2
+        assert server.stats.internal_errors == 0  # the connection itself carried on
 
 
 def test_publish_of_a_value_too_deep_to_encode_is_refused_with_or_without_subscribers() -> None:
