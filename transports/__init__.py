@@ -17,12 +17,16 @@ a peer over pipes), ``inprocess`` (trio tasks, Python objects), ``websocket``
 (ws:// and wss://, for browsers too; it serves a JavaScript client).  Anything
 else that is a ``trio.abc.Stream`` works through ``Server.serve_stream`` and
 ``open_client``; a new kind of listener is an ``Adapter`` subclass.
+``reconnecting(connect)`` turns any transport's ``connect`` into a client
+that reconnects by itself and renews its subscriptions.
 """
 
 from . import inprocess, stdio, tcp, unix, websocket
 from ._adapter import Adapter
 from ._client import DEFAULT_REQUEST_TIMEOUT, Client, open_client
-from ._errors import SubscriptionOverflowError
+from ._errors import ReconnectFailedError, SubscriptionOverflowError
+from ._reconnect import ReconnectingClient, reconnecting
+from ._reconnect_subscription import Gap, ReconnectingSubscription
 from ._server import DEFAULT_CLOSE_TIMEOUT, Server
 from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER, Subscription
 
@@ -32,11 +36,16 @@ __all__ = [
     "DEFAULT_SUBSCRIPTION_BUFFER",
     "Adapter",
     "Client",
+    "Gap",
+    "ReconnectFailedError",
+    "ReconnectingClient",
+    "ReconnectingSubscription",
     "Server",
     "Subscription",
     "SubscriptionOverflowError",
     "inprocess",
     "open_client",
+    "reconnecting",
     "stdio",
     "tcp",
     "unix",

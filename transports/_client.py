@@ -125,6 +125,7 @@ class Client:
         self._subscriptions: dict[str, Subscription] = {}
         self._scope = trio.CancelScope()
         self._lost: str | None = None
+        self._gone = trio.Event()  # set with _lost: what a reconnecting client waits on
         #: What the server said when it closed the connection, if it did.
         self.server_closing: Closing | None = None
 
@@ -338,6 +339,7 @@ class Client:
         if self._lost is not None:
             return
         self._lost = reason
+        self._gone.set()
         self._dispatch(self._protocol.receive_eof(reason))
         error = None if local else ConnectionClosedError(reason)
         for subscription in self._subscriptions.values():

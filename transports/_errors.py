@@ -28,6 +28,14 @@ class SubscriptionOverflowError(PubSubError):
         super().__init__(message, code=ErrorCode.SLOW_CONSUMER)
 
 
+class ReconnectFailedError(ConnectionClosedError):
+    """A reconnecting client gave up: ``max_attempts`` attempts in a row failed.
+
+    Every request and subscription of that client raises it from then on;
+    the message says how many attempts failed and why the last one did.
+    """
+
+
 @contextmanager
 def translate_io_errors(what: str) -> Iterator[None]:
     """Re-raise trio's and the OS's stream failures as ``ConnectionClosedError``.

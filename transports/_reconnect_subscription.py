@@ -1,0 +1,229 @@
+"""``ReconnectingSubscription``: a subscription that outlives its connection, and the ``Gap`` it yields.
+
+A reconnecting client gives each of the application's subscriptions one
+object that stays the same across reconnects.  Behind it is one
+``Subscription`` per connection: the current one is read until it ends, and
+when it ended because the connection was lost, the next one (made by the
+client's re-subscription) follows, with a ``Gap`` in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import trio
+
+from pubsub_rpc import ConnectionClosedError, JSONValue, PubSubError, RequestError
+
+from ._subscription import Subscription
+
+if TYPE_CHECKING:
+    from ._client import Client
+    from ._reconnect import ReconnectingClient
+
+_log = logging.getLogger("pubsub_rpc.transports.reconnect")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gap:
+    """Where a subscription's values were interrupted by a lost connection.
+
+    A ``ReconnectingSubscription`` yields one ``Gap`` per reconnect, after
+    the last value received before the connection was lost and before the
+    first value received after it was re-subscribed.  Events published while
+    the client was disconnected are not replayed: delivery is at most once,
+    and a ``Gap`` is where values may be missing.  Resynchronise there (read
+    the current state from wherever your application keeps it) if it matters.
+    """
+
+    #: Which reconnect of the client this was: 1 for the first.
+    reconnect_number: int
+    #: Seconds from noticing the loss to being subscribed again.
+    disconnected_for: float
+    #: Why the connection was lost (the server's closing message, or what broke).
+    reason: str
+
+
+class ReconnectingSubscription:
+    """A subscription that is renewed after every reconnect; iterate it for values and ``Gap`` markers.
+
+    ::
+
+        async with await client.subscribe("user::logged_in") as events:
+            async for item in events:
+                if isinstance(item, Gap):
+                    ...  # values published during item.disconnected_for seconds are lost
+                else:
+                    ...  # a value
+
+    Leaving the ``async with`` block unsubscribes.  Iteration ends cleanly
+    (after the values already received) when you ``unsubscribe()`` or close
+    the client.  It ends by raising instead:
+
+    * ``RequestError`` when the server refused to renew the subscription after
+      a reconnect (for example ``Unrecognized client ID`` from a server that
+      restarted without this client registered): no retry would change that;
+    * ``ReconnectFailedError`` when the client gave up reconnecting;
+    * ``SubscriptionOverflowError`` as for a ``Subscription``: values were not
+      read fast enough.  Subscribe again to resume.
+    """
+
+    __slots__ = ("_client", "_current", "_ended", "_error", "_newest", "_queued", "_renew", "_wake")
+
+    def __init__(
+        self,
+        client: ReconnectingClient,
+        first: Subscription,
+        renew: Callable[[Client], Awaitable[Subscription]],
+    ) -> None:
+        # Subscribes again on a new connection, with the original call's arguments.
+        self._renew = renew
+        self._client = client
+        # The Subscription being read, then the ones the reconnects made, each
+        # behind the Gap that precedes it.  Only the newest may still be open.
+        self._current = first
+        self._queued: deque[tuple[Gap, Subscription]] = deque()
+        self._newest = first
+        self._wake = trio.Event()
+        self._ended = False
+        self._error: PubSubError | None = None
+
+    def __repr__(self) -> str:
+        state = "ended" if self._ended else "open"
+        return f"<ReconnectingSubscription to {self.event_name!r}, {state}, {self._newest!r}>"
+
+    @property
+    def event_name(self) -> str:
+        """The event name it receives."""
+        return self._newest.event_name
+
+    @property
+    def id(self) -> str:
+        """The server's id of the subscription on the current connection (it changes on reconnect)."""
+        return self._newest.id
+
+    @property
+    def active(self) -> bool:
+        """Whether values may still arrive (not unsubscribed, refused, given up or closed)."""
+        return not self._ended
+
+    # -- reading ---------------------------------------------------------------
+
+    def __aiter__(self) -> ReconnectingSubscription:
+        return self
+
+    async def __anext__(self) -> JSONValue | Gap:
+        """The next value, or a ``Gap`` where the connection was lost; waits for one to arrive."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                return await self._current.__anext__()
+            except (StopAsyncIteration, ConnectionClosedError):
+                # This connection's part is over (lost, or closed by us):
+                # what follows is the next connection's, or the end.
+                pass
+            except PubSubError as exc:
+                # Overflow: that connection's client already unsubscribed it; a
+                # renewal made by a later reconnect goes too, unread.
+                self._finish(exc)
+                self._client._forget(self)
+                if self._newest is not self._current:
+                    await self._newest.__aexit__(type(exc), exc, None)
+                raise
+            if self._queued:
+                gap, self._current = self._queued.popleft()
+                return gap
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            await self._wake.wait()
+            if self._wake.is_set():
+                self._wake = trio.Event()
+
+    # -- ending ----------------------------------------------------------------
+
+    async def unsubscribe(self) -> None:
+        """Cancel the subscription; values already received can still be read.
+
+        Does nothing if it has already ended.  While the client is
+        disconnected there is nothing to tell the server (a lost connection's
+        subscriptions are gone there); otherwise raises as
+        ``Subscription.unsubscribe`` does.
+        """
+        await self.__aexit__(None, None, None)
+
+    async def __aenter__(self) -> ReconnectingSubscription:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._ended:
+            return
+        self._finish(None)
+        self._client._forget(self)
+        # Unsubscribes the open one at the server, waiting for the answer only
+        # when not unwinding, as Subscription does.  If the connection goes
+        # meanwhile, the subscription went with it.
+        with contextlib.suppress(ConnectionClosedError):
+            await self._newest.__aexit__(exc_type, exc, tb)
+
+    # -- called by the client ----------------------------------------------------
+
+    def _renewed(self, gap: Gap, subscription: Subscription) -> None:
+        """The reconnect made ``subscription``: read it after ``gap``, once the current one is drained."""
+        self._queued.append((gap, subscription))
+        self._newest = subscription
+        self._wake.set()
+
+    def _finish(self, error: PubSubError | None) -> None:
+        """No renewals from now on; iteration ends after what is already received (or raises ``error``)."""
+        if not self._ended:
+            self._ended = True
+            self._error = error
+            self._wake.set()
+
+
+async def renew_all(
+    client: Client, subscriptions: list[ReconnectingSubscription]
+) -> list[tuple[ReconnectingSubscription, Subscription]]:
+    """Subscribe each of ``subscriptions`` again on ``client``, all requests in flight at once.
+
+    Returns each still-open one with its new ``Subscription``.  One the
+    server refuses is ended with the refusal (a ``RequestError`` such as
+    ``Unrecognized client ID`` would come back on every attempt).  Raises
+    the first connection failure or timeout: this connection is no good.
+    """
+    renewals: list[tuple[ReconnectingSubscription, Subscription]] = []
+    trouble: list[PubSubError] = []
+
+    async def renew(subscription: ReconnectingSubscription) -> None:
+        try:
+            renewed = await subscription._renew(client)
+        except RequestError as exc:
+            # Logged by code only: the server's text may quote the client id.
+            _log.warning("the server refused to renew a subscription (code %d); it was ended", int(exc.code))
+            subscription._client._forget(subscription)
+            subscription._finish(exc)
+            return
+        except PubSubError as exc:
+            trouble.append(exc)  # the others fail the same way at once
+            return
+        if subscription.active:
+            renewals.append((subscription, renewed))
+        else:
+            client._unsubscribe_nowait(renewed)  # unsubscribed while this was on its way
+
+    async with trio.open_nursery() as nursery:
+        for subscription in subscriptions:
+            nursery.start_soon(renew, subscription)
+    if trouble:
+        raise trouble[0]
+    return renewals
