@@ -36,6 +36,7 @@ from ._messages import (
     NO_ID,
     PING,
     PUBLISH,
+    STATS,
     SUBSCRIBE,
     UNSUBSCRIBE,
     Closing,
@@ -146,6 +147,10 @@ class ClientConnection:
     def ping(self) -> tuple[int, bytes]:
         """Start a ping; returns the request key and the bytes to send."""
         return self._request(PING, {}, None)
+
+    def stats(self) -> tuple[int, bytes]:
+        """Start a ``stats`` request (the server's live counters); returns the key and the bytes."""
+        return self._request(STATS, {}, None)
 
     def publish_notification(self, event_name: str, value: JSONValue) -> bytes:
         """A fire-and-forget publish: a plain notification that gets no answer."""

@@ -42,6 +42,7 @@ from ._errors import ErrorCode, RequestError
 from ._messages import (
     PING,
     PUBLISH,
+    STATS,
     SUBSCRIBE,
     UNSUBSCRIBE,
 )
@@ -53,6 +54,7 @@ DEFAULT_MAX_OUTBOUND_MESSAGES: Final = 10_000
 _EXPECT_PUBLISH: Final = "Expected client_id, event_name, and value."
 _EXPECT_SUBSCRIBE: Final = "Expected client_id, and event_name."
 _EXPECT_UNSUBSCRIBE: Final = "Expected client_id, and subscription_id."
+_EXPECT_STATS: Final = "Expected client_id."
 _IMMUTABLE: Final = (str, int, float, bool, type(None))
 
 
@@ -201,13 +203,17 @@ class InProcessConnection:
             return None
         method = message.get("method")
         params = message.get("params")
+        # Counted as byte-stream connections count them, so ``stats`` covers every transport.
+        self.broker.requests += 1
         if message.get("id") != self.connection_id or type(params) is not dict or method not in _METHODS:
             # The original dropped a bad envelope silently and left the client
             # waiting forever; its unknown-method text names every field.
+            self.broker.requests_refused += 1
             return _failure(request_id, ErrorCode.METHOD_NOT_FOUND, unrecognized_method(method))
         try:
             result = _METHODS[method](self, params)
         except RequestError as exc:
+            self.broker.requests_refused += 1
             return _failure(request_id, exc.code, exc.message)
         return {"status": True, "request_id": request_id, "result": result}
 
@@ -245,10 +251,17 @@ class InProcessConnection:
     def _ping(self, params: dict[str, Any]) -> dict[str, Any]:
         return {}
 
+    def _stats(self, params: dict[str, Any]) -> dict[str, Any]:
+        ok, client_id = _optional_id(params)
+        if not ok:
+            raise RequestError(_EXPECT_STATS, code=ErrorCode.INVALID_PARAMS)
+        return self.broker.inspect(self, client_id)
+
 
 _METHODS: Final[dict[str, Callable[[InProcessConnection, dict[str, Any]], dict[str, Any]]]] = {
     PUBLISH: InProcessConnection._publish,
     SUBSCRIBE: InProcessConnection._subscribe,
     UNSUBSCRIBE: InProcessConnection._unsubscribe,
     PING: InProcessConnection._ping,
+    STATS: InProcessConnection._stats,
 }

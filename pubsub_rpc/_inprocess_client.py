@@ -15,6 +15,7 @@ from ._errors import ConnectionClosedError, LocalProtocolError, PubSubError, Rem
 from ._messages import (
     PING,
     PUBLISH,
+    STATS,
     SUBSCRIBE,
     UNSUBSCRIBE,
     Closing,
@@ -86,6 +87,10 @@ class InProcessClientConnection:
     def ping(self) -> tuple[int, dict[str, Any]]:
         """Start a ping; returns the request key and the message to send."""
         return self._request(PING, {}, None)
+
+    def stats(self) -> tuple[int, dict[str, Any]]:
+        """Start a ``stats`` request (the server's live counters); returns the key and the message."""
+        return self._request(STATS, {}, None)
 
     def forget(self, key: int) -> None:
         """Stop waiting for ``key`` (it timed out); a late answer is then ignored."""

@@ -167,8 +167,15 @@ class PingResult:
     """The answer to a ping."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatsResult:
+    """The answer to a ``stats`` request: the server's live counters, by name."""
+
+    counters: dict[str, JSONValue]
+
+
 #: Anything a server answers with on success.
-Result: TypeAlias = PublishResult | SubscribeResult | UnsubscribeResult | PingResult
+Result: TypeAlias = PublishResult | SubscribeResult | UnsubscribeResult | PingResult | StatsResult
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

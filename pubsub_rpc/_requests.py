@@ -25,11 +25,13 @@ from ._errors import (
 )
 from ._messages import (
     PUBLISH,
+    STATS,
     SUBSCRIBE,
     UNSUBSCRIBE,
     PingResult,
     PublishResult,
     Result,
+    StatsResult,
     SubscribeResult,
     UnsubscribeResult,
 )
@@ -134,6 +136,9 @@ class RequestBook:
         self, pending: Pending, result: dict[str, Any] | None, flat: dict[str, Any]
     ) -> Result | PubSubError:
         """A success answer as a ``Result`` (or the error it really is)."""
+        if pending.method == STATS:
+            # The counters are the whole result; flat members are the envelope's.
+            return StatsResult(counters=result) if result is not None else RemoteProtocolError(NO_RESULT)
         # An original server answers subscribe with flat fields and no result.
         fields = {**flat, **(result or {})}
         client_id = fields.get("client_id")

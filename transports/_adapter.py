@@ -22,7 +22,7 @@ the coalescing writer and the cleanup when the stream ends.
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import trio
 
@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 
 class Adapter(abc.ABC):
     """A listener that feeds connections to a ``Server``; subclass it for a new medium."""
+
+    #: The medium's short name, as ``stats`` and metrics show it ("tcp", "unix", ...).
+    kind: ClassVar[str] = "custom"
+    #: Whether the server's ``idle_timeout`` closes this adapter's silent
+    #: connections (False for a medium that cannot be half-open, like stdio).
+    idle_timeout_applies: ClassVar[bool] = True
 
     def __init__(self, *, trusted: bool = False) -> None:
         #: Whether connections from this adapter may omit the client id and get
@@ -55,6 +61,17 @@ class Adapter(abc.ABC):
         * release what you hold (sockets, files) in a ``finally`` when
           cancelled; returning early is fine once nothing is left to accept.
         """
+
+    def describe(self) -> str:
+        """How ``stats`` names this adapter: its ``url`` once it listens, else its ``kind``.
+
+        Override it for a medium whose address is not a ``url`` attribute.
+        """
+        try:
+            url = getattr(self, "url", None)
+        except RuntimeError:  # a TCP port asked for before it was bound
+            url = None
+        return url if isinstance(url, str) else self.kind
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__} trusted={self.trusted}>"

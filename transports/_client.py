@@ -36,6 +36,7 @@ from pubsub_rpc import (
     RequestTimeoutError,
     Result,
     ServerClosing,
+    StatsResult,
     SubscribeResult,
 )
 
@@ -59,6 +60,7 @@ class ClientProtocol(Protocol):
     def subscribe(self, event_name: str) -> tuple[int, Any]: ...
     def unsubscribe(self, subscription_id: str) -> tuple[int, Any]: ...
     def ping(self) -> tuple[int, Any]: ...
+    def stats(self) -> tuple[int, Any]: ...
     def forget(self, key: int) -> None: ...
     def receive_data(self, data: Any) -> list[ClientEvent]: ...
     def receive_eof(self, reason: str) -> list[ClientEvent]: ...
@@ -162,6 +164,12 @@ class Client:
     async def ping(self) -> None:
         """Ask the server to answer; proves the connection works end to end."""
         await self._call("ping", self._protocol.ping)
+
+    async def stats(self) -> dict[str, Any]:
+        """The server's live counters; ``RequestError`` unless this client may inspect."""
+        result = await self._call("stats", self._protocol.stats)
+        assert isinstance(result, StatsResult)
+        return result.counters
 
     async def aclose(self) -> None:
         """Close the connection.  Waiting requests fail; subscriptions end cleanly."""

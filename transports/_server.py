@@ -23,16 +23,17 @@ Limits (spec/README.md, "Limits"), each a keyword of ``Server``:
   sent no valid request by then gets ``closing`` (``IDLE_TIMEOUT``) and is
   closed (stdio's single peer is exempt: it cannot be half-open).
 
-``stats`` counts the connections each policy closed.
+``stats`` counts the connections each policy closed, per adapter too
+(``_server_stats``); the broker's ``stats()`` (the ``stats`` request) includes them.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
 import trio
@@ -53,6 +54,7 @@ from pubsub_rpc import (
 from ._adapter import Adapter
 from ._errors import unwrap_single_exception
 from ._pump import Pump, PumpedConnection, StreamLink
+from ._server_stats import ServerStats
 
 _log = logging.getLogger("pubsub_rpc.transports.server")
 
@@ -76,25 +78,6 @@ def idle_message(timeout: float) -> str:
 def too_many_connections_message(limit: int) -> str:
     """The ``closing`` text for a connection beyond an adapter's limit."""
     return f"Too many connections: this endpoint serves at most {limit} at a time."
-
-
-@dataclass(slots=True)
-class ServerStats:
-    """What the server's policies did, for operators and tests."""
-
-    #: Connections accepted and served (refused ones not included).
-    connections_served: int = 0
-    #: Connections refused because their adapter had ``max_connections`` open.
-    connections_refused: int = 0
-    #: Connections closed as slow consumers (``max_outbound``).
-    slow_consumers: int = 0
-    #: Connections closed for sending no valid request within ``idle_timeout``.
-    idle_closed: int = 0
-    #: Connections that ended because of a fault in the server (a bug; logged).
-    internal_errors: int = 0
-    #: Requests answered with ``INTERNAL_ERROR`` because of a fault in the
-    #: server (a bug; logged), added up as their connections close.
-    request_faults: int = 0
 
 
 _In = TypeVar("_In")
@@ -186,13 +169,13 @@ class Server:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.close_timeout = close_timeout
-        #: Counters of what the limits did.
+        #: Counters of connections and of what the limits did.
         self.stats = ServerStats()
+        self.broker.add_stats_source(lambda: self.stats.snapshot(self._adapters, len(self._connections)))
         self._adapters: list[Adapter] = list(adapters)
         self._started = False
         self._handler_nursery: trio.Nursery | None = None
         self._connections: set[_Closable] = set()
-        self._open_per_adapter: dict[Adapter | None, int] = {}
         # Connections still subject to the idle timeout -> their deadline, in
         # accept order, so deadlines ascend.  A connection leaves when it
         # closes, so this holds at most the open connections.
@@ -261,6 +244,7 @@ class Server:
         if self._started:
             raise LocalProtocolError("A SyncServer may only be started once.")
         self._started = True
+        self.stats.started_at = time.monotonic()
         self.broker.start()
         try:
             with unwrap_single_exception():
@@ -335,10 +319,11 @@ class Server:
         logged, not raised.
 
         ``adapter`` is the listener that accepted the stream (adapters pass
-        ``self``): ``max_connections`` counts per adapter, and only streams
-        with one are subject to ``idle_timeout`` (the protection against
-        half-open sockets).  Streams served without one (stdio's single peer,
-        a pipe of your own) count together and may stay idle.
+        ``self``): ``max_connections`` and ``stats`` count per adapter, and
+        only streams with one whose ``idle_timeout_applies`` are subject to
+        ``idle_timeout`` (the protection against half-open sockets; stdio's
+        single peer is exempt).  Streams served without one (a pipe of your
+        own) count together and may stay idle.
         """
         if self._handler_nursery is None:
             raise LocalProtocolError("The server is not serving: start Server.serve first.")
@@ -384,7 +369,7 @@ class Server:
             )
         finally:
             if counted:
-                self._open_per_adapter[adapter] -= 1
+                self.stats.closed(adapter)
                 self._idle_watch.pop(connection, None)  # type: ignore[call-overload]
             # Subscriptions and the ad-hoc identity go first, so no publish
             # counts a peer that is gone.
@@ -397,17 +382,21 @@ class Server:
 
     def _admit(self, connection: _Closable, adapter: Adapter | None) -> bool:
         """Count a new connection against its adapter's limit; refuse it if it is over."""
-        open_now = self._open_per_adapter.get(adapter, 0)
+        open_now = self.stats.open_on(adapter)
         if open_now >= self.max_connections:
-            self.stats.connections_refused += 1
+            self.stats.refused(adapter)
             _log.debug("refused a connection: %d open on %r", open_now, adapter)
             connection.start_closing(
                 ErrorCode.LIMIT_EXCEEDED, too_many_connections_message(self.max_connections)
             )
             return False
-        self._open_per_adapter[adapter] = open_now + 1
-        self.stats.connections_served += 1
-        if self.idle_timeout is not None and adapter is not None and isinstance(connection, ServerConnection):
+        self.stats.accepted(adapter)
+        if (
+            self.idle_timeout is not None
+            and adapter is not None
+            and adapter.idle_timeout_applies
+            and isinstance(connection, ServerConnection)
+        ):
             self._idle_watch[connection] = trio.current_time() + self.idle_timeout
             self._idle_watch_added.set()
         return True

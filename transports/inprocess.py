@@ -137,6 +137,8 @@ class Adapter(_BaseAdapter):
     for it, as the original's did.
     """
 
+    kind = "inprocess"
+
     def __init__(self, *, max_outbound: int = 10_000) -> None:
         super().__init__(trusted=True)
         #: Messages queued for one connection before it counts as a slow consumer.
@@ -184,7 +186,7 @@ class Adapter(_BaseAdapter):
             ChannelLink(send, receive), close_timeout=server.close_timeout, backlog_limit=CHANNEL_SIZE
         )
         connection = _ObjectConnection(server.broker, pump=pump, max_outbound=self.max_outbound)
-        await server._run_connection(pump, connection, lambda: connection.outbound_messages)
+        await server._run_connection(pump, connection, lambda: connection.outbound_messages, adapter=self)
 
 
 def _find_adapter(target: Adapter | Server) -> Adapter:

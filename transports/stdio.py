@@ -105,6 +105,10 @@ class Adapter(_BaseAdapter):
     usually shuts down then.
     """
 
+    kind = "stdio"
+    # One peer on pipes that close with the process: it cannot be half-open.
+    idle_timeout_applies = False
+
     def __init__(self, *, trusted: bool = False, receive_fd: int = 0, send_fd: int = 1) -> None:
         super().__init__(trusted=trusted)
         self.receive_fd = receive_fd
@@ -121,7 +125,7 @@ class Adapter(_BaseAdapter):
 
     async def _serve_peer(self, server: Server, stream: StdioStream) -> None:
         try:
-            await server.serve_stream(stream, trusted=self.trusted)
+            await server.serve_stream(stream, trusted=self.trusted, adapter=self)
         finally:
             self._disconnected.set()
             _log.info("the stdio peer disconnected")

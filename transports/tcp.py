@@ -79,6 +79,8 @@ class Adapter(_BaseAdapter, BoundAddress):
     the first is used (each would get a different port otherwise).
     """
 
+    kind = "tcp"
+
     def __init__(
         self,
         host: str | None,

@@ -85,6 +85,8 @@ async def open_listener(path: str, *, mode: int = 0o600, backlog: int | None = N
 class Adapter(_BaseAdapter):
     """Listen on a Unix socket file (mode 0600 by default), removed again at shutdown."""
 
+    kind = "unix"
+
     def __init__(self, path: str | os.PathLike[str], *, trusted: bool = False, mode: int = 0o600) -> None:
         super().__init__(trusted=trusted)
         self.path = os.fspath(path)

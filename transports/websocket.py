@@ -140,6 +140,8 @@ class Adapter(_BaseAdapter, BoundAddress):
     port, beside ``/client.js`` (a page that uses the client, say).
     """
 
+    kind = "websocket"
+
     def __init__(
         self,
         host: str | None,
