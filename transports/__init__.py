@@ -14,14 +14,15 @@ between them::
 
 Transports: ``tcp`` (with optional TLS), ``unix``, ``stdio`` (serve or spawn
 a peer over pipes), ``inprocess`` (trio tasks, Python objects), ``websocket``
-(ws:// and wss://, for browsers too; it serves a JavaScript client).  Anything
+(ws:// and wss://, for browsers too; it serves a JavaScript client);
+``metrics`` serves the server's counters to Prometheus.  Anything
 else that is a ``trio.abc.Stream`` works through ``Server.serve_stream`` and
 ``open_client``; a new kind of listener is an ``Adapter`` subclass.
 ``reconnecting(connect)`` turns any transport's ``connect`` into a client
 that reconnects by itself and renews its subscriptions.
 """
 
-from . import inprocess, stdio, tcp, unix, websocket
+from . import inprocess, metrics, stdio, tcp, unix, websocket
 from ._adapter import Adapter
 from ._client import DEFAULT_REQUEST_TIMEOUT, Client, open_client
 from ._errors import ReconnectFailedError, SubscriptionOverflowError
@@ -44,6 +45,7 @@ __all__ = [
     "Subscription",
     "SubscriptionOverflowError",
     "inprocess",
+    "metrics",
     "open_client",
     "reconnecting",
     "stdio",

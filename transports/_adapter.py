@@ -38,6 +38,8 @@ class Adapter(abc.ABC):
     #: Whether the server's ``idle_timeout`` closes this adapter's silent
     #: connections (False for a medium that cannot be half-open, like stdio).
     idle_timeout_applies: ClassVar[bool] = True
+    #: Whether ``stats`` lists this adapter (False for one that serves no pub/sub peers).
+    listed_in_stats: ClassVar[bool] = True
 
     def __init__(self, *, trusted: bool = False) -> None:
         #: Whether connections from this adapter may omit the client id and get

@@ -9,6 +9,7 @@ One ``[[client]]`` table per client::
     [[client]]
     id_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     can_publish = false
+    can_inspect = true              # may read the server's counters (``stats``)
 
 ``id_sha256`` is the SHA-256 of the id's UTF-8 bytes in hex (``printf %s ID |
 sha256sum``): the file then holds no credential at all.  Give exactly one of
@@ -30,7 +31,8 @@ from typing import Any, Final
 from pubsub_rpc import ClientInfo
 
 _ID_KEYS: Final = ("id", "id_env", "id_sha256")
-_KEYS: Final = frozenset((*_ID_KEYS, "can_publish", "can_subscribe"))
+_FLAGS: Final = {"can_publish": True, "can_subscribe": True, "can_inspect": False}
+_KEYS: Final = frozenset((*_ID_KEYS, *_FLAGS))
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 
 
@@ -78,8 +80,8 @@ def _client(name: str, number: int, table: Any, env: Mapping[str, str]) -> Clien
     if sum(key in table for key in _ID_KEYS) != 1:
         raise ClientsFileError(f"{where}: give exactly one of 'id', 'id_env' and 'id_sha256'")
     flags = {}
-    for key in ("can_publish", "can_subscribe"):
-        value = table.get(key, True)
+    for key, default in _FLAGS.items():
+        value = table.get(key, default)
         if not isinstance(value, bool):
             raise ClientsFileError(f"{where}: {key!r} must be true or false")
         flags[key] = value
@@ -87,9 +89,7 @@ def _client(name: str, number: int, table: Any, env: Mapping[str, str]) -> Clien
         digest = table["id_sha256"]
         if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX:
             raise ClientsFileError(f"{where}: 'id_sha256' must be 64 hexadecimal digits")
-        return ClientInfo.from_sha256(
-            digest, can_publish=flags["can_publish"], can_subscribe=flags["can_subscribe"]
-        )
+        return ClientInfo.from_sha256(digest, **flags)
     if "id" in table:
         client_id = table["id"]
         if not isinstance(client_id, str) or not client_id:
@@ -101,4 +101,9 @@ def _client(name: str, number: int, table: Any, env: Mapping[str, str]) -> Clien
         client_id = env.get(variable, "")
         if not client_id:
             raise ClientsFileError(f"{where}: environment variable {variable} is unset or empty")
-    return ClientInfo(client_id, flags["can_publish"], flags["can_subscribe"])
+    return ClientInfo(
+        client_id,
+        can_publish=flags["can_publish"],
+        can_subscribe=flags["can_subscribe"],
+        can_inspect=flags["can_inspect"],
+    )

@@ -85,7 +85,7 @@ class ServerStats:
 
     def snapshot(self, adapters: Iterable[Adapter], connections: int) -> dict[str, Any]:
         """The transport counters as ``stats`` reports them (spec/README.md, "stats")."""
-        listed: list[Adapter | None] = list(adapters)
+        listed: list[Adapter | None] = [adapter for adapter in adapters if adapter.listed_in_stats]
         if None in self.per_adapter:
             listed.append(None)
         uptime = 0.0 if self.started_at is None else time.monotonic() - self.started_at

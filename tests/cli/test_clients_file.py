@@ -39,6 +39,37 @@ can_subscribe = false
     ]
 
 
+def test_can_inspect_with_every_kind_of_id(tmp_path: Path) -> None:
+    digest = "ab" * 32
+    path = write(
+        tmp_path,
+        f"""
+[[client]]
+id = "operator"
+can_inspect = true
+
+[[client]]
+id_env = "WATCHER_ID"
+can_publish = false
+can_inspect = true
+
+[[client]]
+id_sha256 = "{digest}"
+can_inspect = true
+
+[[client]]
+id = "plain"
+""",
+    )
+    assert load_clients(path, environ={"WATCHER_ID": "watcher"}) == [
+        ClientInfo("operator", can_inspect=True),
+        ClientInfo("watcher", can_publish=False, can_inspect=True),
+        ClientInfo.from_sha256(digest, can_inspect=True),
+        ClientInfo("plain"),  # inspecting is opt-in
+    ]
+    assert not load_clients(path, environ={"WATCHER_ID": "watcher"})[3].can_inspect
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
@@ -52,6 +83,7 @@ can_subscribe = false
         ("[[client]]\nid = 5", "'id' must be a non-empty string"),
         ("[[client]]\nid_env = 'UNSET_VARIABLE'", "environment variable UNSET_VARIABLE is unset or empty"),
         ("[[client]]\nid = 'x'\ncan_publish = 'yes'", "'can_publish' must be true or false"),
+        ("[[client]]\nid = 'x'\ncan_inspect = 1", "'can_inspect' must be true or false"),
         ("[[client]]\nid = 'dup'\n[[client]]\nid = 'dup'", "client #2 repeats the id of an earlier client"),
         ("client = 3", "expected at least one [[client]] table"),
     ],
