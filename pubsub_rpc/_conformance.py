@@ -144,7 +144,12 @@ def load_suite(spec_dir: str | os.PathLike[str] | None = None) -> Suite:
     vectors = root / "vectors"
     try:
         clients = tuple(
-            ClientInfo(item["id"], can_publish=item["can_publish"], can_subscribe=item["can_subscribe"])
+            ClientInfo(
+                item["id"],
+                can_publish=item["can_publish"],
+                can_subscribe=item["can_subscribe"],
+                can_inspect=item.get("can_inspect", False),
+            )
             for item in load_json(vectors / "clients.json")["clients"]
         )
     except (KeyError, TypeError) as exc:

@@ -19,7 +19,9 @@ from ._errors import RemoteProtocolError
 from ._frames import BadFrame, Framing
 from ._framing import FrameDecoder
 
-_MATCHER_KEYS: Final = frozenset(("$capture", "$type", "$regex", "$ref", "$not_ref", "$template", "$literal"))
+_MATCHER_KEYS: Final = frozenset(
+    ("$capture", "$type", "$regex", "$ref", "$not_ref", "$template", "$literal", "$members")
+)
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _TEMPLATE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HEADER = re.compile(rb"Content-Length: (\d+)\r\n\r\n")
@@ -136,6 +138,8 @@ class Captures:
             raise CaseFailure(f"{path}: expected a {want['$type']}, got {_short(got)}")
         if "$regex" in want and not (isinstance(got, str) and re.search(want["$regex"], got)):
             raise CaseFailure(f"{path}: expected a string matching {want['$regex']!r}, got {_short(got)}")
+        if "$members" in want:
+            self._members(want["$members"], got, path)
         not_refs = want.get("$not_ref", [])
         for name in [not_refs] if isinstance(not_refs, str) else not_refs:
             if canonical(got) == canonical(self.get(name)):
@@ -144,6 +148,18 @@ class Captures:
             if want["$capture"] in self.values:
                 raise VectorError(f"${want['$capture']} captured twice")
             self.values[want["$capture"]] = got
+
+    def _members(self, members: Any, got: Any, path: str) -> None:
+        # At least these members, each matching; for values a live server
+        # cannot make exact (counters), with the others left unchecked.
+        if not isinstance(members, dict) or not members:
+            raise VectorError(f"$members must be a non-empty object, not {_short(members)}")
+        if not isinstance(got, dict):
+            raise CaseFailure(f"{path}: expected an object, got {_short(got)}")
+        for key, item in members.items():
+            if key not in got:
+                raise CaseFailure(f"{path}: member {key!r} is missing from {_short(got)}")
+            self.match(item, got[key], f"{path}.{key}")
 
 
 def compare_frames(expected: list[Any], actual: list[Any], captures: Captures, *, conn: str) -> str | None:

@@ -59,11 +59,11 @@ VECTORS = SPEC / "vectors"
 SCHEMAS = SPEC / "schemas"
 
 MIN_CASES = 100
-METHODS = frozenset(("publish", "subscribe", "unsubscribe", "ping"))
+METHODS = frozenset(("publish", "subscribe", "unsubscribe", "ping", "stats"))
 # Answers with these codes mean "the request was malformed": its schema must reject it.
 MALFORMED = frozenset((-32600, -32602))
 # Answers with these codes refuse a well-formed request: its schema must accept it.
-REFUSED = frozenset((-32001, -32002, -32003, -32004, -32005))
+REFUSED = frozenset((-32001, -32002, -32003, -32004, -32005, -32011))
 
 
 def _load(path: Path) -> Any:
@@ -166,8 +166,9 @@ def test_enough_cases() -> None:
 def test_the_shared_loader_sees_every_case() -> None:
     assert SUITE.root == SPEC
     assert [case.name for case in SUITE.cases] == [case["name"] for case in CASES]
-    assert [(c.id, c.can_publish, c.can_subscribe) for c in SUITE.clients] == [
-        (c["id"], c["can_publish"], c["can_subscribe"]) for c in _load(VECTORS / "clients.json")["clients"]
+    assert [(c.id, c.can_publish, c.can_subscribe, c.can_inspect) for c in SUITE.clients] == [
+        (c["id"], c["can_publish"], c["can_subscribe"], c.get("can_inspect", False))
+        for c in _load(VECTORS / "clients.json")["clients"]
     ]
 
 
@@ -401,6 +402,22 @@ def test_mismatches_are_reported(edit: Any, message: str) -> None:
 def test_broken_vectors_are_reported(edit: Any, message: str) -> None:
     with pytest.raises(VectorError, match=re.escape(message)):
         _run_edited(PING_CASE, edit)
+
+
+def test_members_matcher() -> None:
+    captures = Captures()
+    want = {"$members": {"requests": {"$type": "integer"}, "kind": "tcp"}}
+    captures.match(want, {"kind": "tcp", "requests": 3, "other": [1]}, "f")  # extra members are fine
+    with pytest.raises(CaseFailure, match=r"f: member 'requests' is missing"):
+        captures.match(want, {"kind": "tcp"}, "f")
+    with pytest.raises(CaseFailure, match=r"f.requests: expected a integer, got 1.5"):
+        captures.match(want, {"kind": "tcp", "requests": 1.5}, "f")
+    with pytest.raises(CaseFailure, match=r"f.kind: expected \"tcp\", got \"unix\""):
+        captures.match(want, {"kind": "unix", "requests": 1}, "f")
+    with pytest.raises(CaseFailure, match="f: expected an object, got \\[\\]"):
+        captures.match(want, [], "f")
+    with pytest.raises(VectorError, match="non-empty object"):
+        captures.match({"$members": {}}, {}, "f")
 
 
 def test_captures() -> None:

@@ -95,6 +95,8 @@ def clients_toml(clients: Sequence[ClientInfo]) -> str:
             f"can_publish = {str(client.can_publish).lower()}",
             f"can_subscribe = {str(client.can_subscribe).lower()}",
         ]
+        if client.can_inspect:
+            lines.append("can_inspect = true")
     return "\n".join(lines) + "\n"
 
 

@@ -36,11 +36,13 @@ NOT_YOUR_SUBSCRIPTION = -32005
 FRAME_TOO_LARGE = -32006
 SLOW_CONSUMER = -32007
 LIMIT_EXCEEDED = -32008
+INSPECT_FORBIDDEN = -32011
 
 NOT_ALLOWED_PUBLISH = "You are not allowed to publish events."
 NOT_ALLOWED_SUBSCRIBE = "You are not allowed to subscribe to events."
 NO_SUCH = "The specified subscription does not exist."
 NOT_YOURS = "That is not your subscription to cancel."
+NOT_ALLOWED_INSPECT = "You are not allowed to read server statistics."
 NOT_A_REQUEST = "Request must be an Array or an Object."
 EMPTY_BATCH = "A batch must contain at least one request."
 BROKEN_FRAMING = "The connection's framing is broken beyond recovery."
@@ -84,6 +86,7 @@ def too_large(limit: int) -> str:
 
 ALICE, BOB, CAROL = "spec::alice", "spec::bob", "spec::carol"
 NO_PUBLISH, NO_SUBSCRIBE, NOTHING = "spec::no_publish", "spec::no_subscribe", "spec::nothing"
+OPERATOR = "spec::operator"  # may read the server's counters (stats)
 STRANGER = "spec::stranger"  # never registered
 
 CLIENTS: list[dict[str, Any]] = [
@@ -93,6 +96,7 @@ CLIENTS: list[dict[str, Any]] = [
     {"id": NO_PUBLISH, "can_publish": False, "can_subscribe": True},
     {"id": NO_SUBSCRIBE, "can_publish": True, "can_subscribe": False},
     {"id": NOTHING, "can_publish": False, "can_subscribe": False},
+    {"id": OPERATOR, "can_publish": False, "can_subscribe": False, "can_inspect": True},
 ]
 for _prefix in ("isolate_test::", "json_rpc_2_test::"):
     # The fixture of the original test suite, with its exact ids.
@@ -177,6 +181,21 @@ def ping(id: Any = OMIT) -> dict[str, Any]:
 PONG_1 = ok(1, {})
 
 
+#: The members every stats result has (spec/README.md, "stats"); their values are live.
+STATS_MEMBERS = (
+    "clients_registered",
+    "subscriptions",
+    "event_names",
+    "events_published",
+    "events_delivered",
+    "events_dropped",
+    "requests",
+    "requests_refused",
+    "bytes_received",
+    "bytes_sent",
+)
+
+
 class Dialect:
     """Request and answer shapes of one dialect, so a scenario is written once."""
 
@@ -215,6 +234,9 @@ class Dialect:
     def ping(self, rid: Any) -> dict[str, Any]:
         return msg("ping", {"request_id": rid}) if self.pub_sub else msg("ping", id=rid)
 
+    def stats(self, rid: Any, client: Any = OMIT) -> dict[str, Any]:
+        return self._request("stats", rid, prune(client_id=client))
+
     def raw(self, method: Any, rid: Any, params: dict[str, Any]) -> dict[str, Any]:
         """A request with exactly these params (plus request_id first in pub_sub)."""
         return self._request(method, rid, params)
@@ -250,6 +272,13 @@ class Dialect:
         if self.pub_sub:
             return self._answer(rid, {"status": True, "request_id": rid, "result": {}})
         return ok(rid, {})
+
+    def ok_stats(self, rid: Any) -> dict[str, Any]:
+        """A stats answer: live counters cannot be exact, so the members are matched by type."""
+        result = {"$members": {name: {"$type": "integer"} for name in STATS_MEMBERS}}
+        if self.pub_sub:
+            return self._answer(rid, {"status": True, "request_id": rid, "result": result})
+        return ok(rid, result)
 
     def fail(self, rid: Any, code: int, message: Any) -> dict[str, Any]:
         if self.pub_sub:
@@ -2590,6 +2619,73 @@ def fixed_bugs() -> None:
 # == output ==============================================================================
 
 
+# == stats.json ======================================================================
+
+
+def stats() -> None:
+    f = "stats"
+    new_file(
+        f,
+        "The stats method: live counters for clients registered with can_inspect (and trusted "
+        "connections' ad-hoc identities); everyone else is refused, and the connection carries on. "
+        "Counter values depend on everything the server did before, so answers match members by type.",
+    )
+    for d in DIALECTS:
+        k = d.kind
+        c = Case(f, f"{k}.operator", "A client with can_inspect gets the counters.")
+        c.call("a", d.stats(rid_of(d, 1), OPERATOR), d.ok_stats(rid_of(d, 1)))
+
+        c = Case(
+            f,
+            f"{k}.refused_without_can_inspect",
+            "A registered client without can_inspect is refused (-32011), even one with every other "
+            "right; the connection carries on.",
+        )
+        c.call(
+            "a", d.stats(rid_of(d, 1), ALICE), d.fail(rid_of(d, 1), INSPECT_FORBIDDEN, NOT_ALLOWED_INSPECT)
+        )
+        c.call("a", d.ping(rid_of(d, 2)), d.ok_empty(rid_of(d, 2)))
+
+        c = Case(f, f"{k}.unknown_client", "An unregistered id is refused as for publish and subscribe.")
+        c.call(
+            "a",
+            d.stats(rid_of(d, 1), STRANGER),
+            d.fail(rid_of(d, 1), UNKNOWN_CLIENT, unrecognized(STRANGER)),
+        )
+
+        c = Case(f, f"{k}.missing_id_untrusted", "No id on an untrusted connection: '<missing>'.")
+        c.call("a", d.stats(rid_of(d, 1)), d.fail(rid_of(d, 1), UNKNOWN_CLIENT, MISSING_CLIENT))
+
+    c = Case(
+        f,
+        "jsonrpc.trusted_adhoc",
+        "A trusted connection's ad-hoc identity has full rights, reading the counters included.",
+        trusted=("a",),
+    )
+    c.call("a", JSONRPC.stats(1), JSONRPC.ok_stats(1))
+
+    c = Case(f, "jsonrpc.positional", "Params by position: [client_id, request_id].")
+    c.call("a", msg("stats", [OPERATOR], 1), JSONRPC.ok_stats(1))
+    c.call("a", msg("stats", [NOTHING, None], 2), err(2, INSPECT_FORBIDDEN, NOT_ALLOWED_INSPECT))
+    c.call(
+        "a",
+        msg("stats", [OPERATOR, None, 3], 3),
+        err(3, INVALID_PARAMS, 'Invalid parameters for method "stats".'),
+    )
+
+    c = Case(f, "jsonrpc.client_id_not_a_string", "client_id must be a string or null.")
+    c.call(
+        "a",
+        JSONRPC.stats(1, 5),
+        err(1, INVALID_PARAMS, not_a_string("stats", "client_id", 5)),
+    )
+
+    c = Case(f, "notification.unanswered", "stats as a plain notification is never answered.")
+    c.send("a", msg("stats", {"client_id": OPERATOR}))
+    c.send("a", msg("stats", {"client_id": ALICE}))
+    c.call("a", ping(1), PONG_1)
+
+
 def dump_case(case: dict[str, Any]) -> str:
     """One case, one step per line: short to read, easy to diff."""
     head = {k: v for k, v in case.items() if k != "steps"}
@@ -2640,6 +2736,7 @@ def build() -> dict[str, str]:
         framing,
         delivery,
         fixed_bugs,
+        stats,
     ):
         make()
     out = {"clients.json": render_clients()}
