@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Final, Protocol, TypeVar
@@ -53,6 +52,7 @@ from pubsub_rpc import (
 
 from ._adapter import Adapter
 from ._errors import unwrap_single_exception
+from ._idle import IdleWatch
 from ._pump import Pump, PumpedConnection, StreamLink
 from ._server_stats import ServerStats
 
@@ -68,11 +68,6 @@ DEFAULT_MAX_CONNECTIONS: Final = 10_000
 _BACKLOG_LIMIT: Final = 1024 * 1024
 #: The notification text every peer gets at an orderly shutdown.
 SHUTDOWN_MESSAGE: Final = "The server is shutting down."
-
-
-def idle_message(timeout: float) -> str:
-    """The ``closing`` text for a connection that sent no valid request in time."""
-    return f"No valid request arrived within {timeout:g} seconds."
 
 
 def too_many_connections_message(limit: int) -> str:
@@ -176,11 +171,7 @@ class Server:
         self._started = False
         self._handler_nursery: trio.Nursery | None = None
         self._connections: set[_Closable] = set()
-        # Connections still subject to the idle timeout -> their deadline, in
-        # accept order, so deadlines ascend.  A connection leaves when it
-        # closes, so this holds at most the open connections.
-        self._idle_watch: OrderedDict[ServerConnection, float] = OrderedDict()
-        self._idle_watch_added = trio.Event()
+        self._idle = IdleWatch(idle_timeout) if idle_timeout is not None else None
         self._connection_gone = trio.Event()
         self._shutdown = trio.Event()
         self._stopped = trio.Event()
@@ -257,8 +248,8 @@ class Server:
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as handlers:
             self._handler_nursery = handlers
-            if self.idle_timeout is not None:
-                handlers.start_soon(self._close_idle_connections)
+            if self._idle is not None:
+                handlers.start_soon(self._idle.run)
             async with trio.open_nursery() as listeners:
                 for adapter in self._adapters:
                     await listeners.start(adapter.serve, self)
@@ -370,7 +361,8 @@ class Server:
         finally:
             if counted:
                 self.stats.closed(adapter)
-                self._idle_watch.pop(connection, None)  # type: ignore[call-overload]
+                if self._idle is not None:
+                    self._idle.discard(connection)
             # Subscriptions and the ad-hoc identity go first, so no publish
             # counts a peer that is gone.
             connection.close()
@@ -392,13 +384,12 @@ class Server:
             return False
         self.stats.accepted(adapter)
         if (
-            self.idle_timeout is not None
+            self._idle is not None
             and adapter is not None
             and adapter.idle_timeout_applies
             and isinstance(connection, ServerConnection)
         ):
-            self._idle_watch[connection] = trio.current_time() + self.idle_timeout
-            self._idle_watch_added.set()
+            self._idle.add(connection)
         return True
 
     def _count_close(self, connection: object) -> None:
@@ -410,26 +401,3 @@ class Server:
             self.stats.slow_consumers += 1
         elif reason == ErrorCode.IDLE_TIMEOUT:
             self.stats.idle_closed += 1
-
-    async def _close_idle_connections(self) -> None:
-        """Close each connection that has sent no valid request ``idle_timeout`` after it opened.
-
-        One task for the whole server: deadlines are queued in accept order,
-        so they ascend and only the first needs a timer.
-        """
-        assert self.idle_timeout is not None
-        message = idle_message(self.idle_timeout)
-        watch = self._idle_watch
-        while True:
-            if not watch:
-                self._idle_watch_added = trio.Event()
-                await self._idle_watch_added.wait()
-                continue
-            connection, deadline = next(iter(watch.items()))
-            if trio.current_time() < deadline:
-                await trio.sleep_until(deadline)
-                continue
-            del watch[connection]
-            if not connection.active and not connection.closing:
-                _log.debug("closing a connection that sent no valid request in %g s", self.idle_timeout)
-                connection.start_closing(ErrorCode.IDLE_TIMEOUT, message)
