@@ -45,13 +45,20 @@ _ROWS = (
 )
 
 
+def _shown(how: str, value: object) -> str:
+    # Another implementation's server may send anything: show it as it came.
+    if type(value) in (int, float):
+        return how.format(value)
+    return orjson.dumps(value).decode()
+
+
 def format_table(stats: dict[str, Any]) -> str:
     """``stats`` as a table a person reads: one counter a line, then one adapter a line."""
     shown = {key for _, key, _ in _ROWS}
-    rows = [(label, how.format(stats[key])) for label, key, how in _ROWS if key in stats]
+    rows = [(label, _shown(how, stats[key])) for label, key, how in _ROWS if key in stats]
     # Members from stats sources of the server's own (a bridge, say), by their names.
     rows += [
-        (key.replace("_", " "), str(value))
+        (key.replace("_", " "), _shown("{}", value))
         for key, value in stats.items()
         if key not in shown and key != "adapters" and not isinstance(value, dict | list)
     ]

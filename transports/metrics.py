@@ -186,6 +186,11 @@ class Adapter(_BaseAdapter, BoundAddress):
     ) -> None:
         """Listen and answer scrapes until cancelled (scrapes in flight are cut off then)."""
         listeners = await trio.open_tcp_listeners(self.requested_port, host=self.host)
+        if self.requested_port == 0:
+            # Each address would get a different port; one URL means one listener.
+            for extra in listeners[1:]:
+                await extra.aclose()
+            listeners = listeners[:1]
         try:
             self._address = listeners[0].socket.getsockname()[:2]
             _log.info("serving metrics on %s", self.url)
@@ -247,4 +252,11 @@ class Adapter(_BaseAdapter, BoundAddress):
             return _plain("404 Not Found", "Only /metrics is served here.")
         if method != b"GET":
             return _plain("405 Method Not Allowed", "Use GET.", "Allow: GET\r\n")
-        return _response("200 OK", render(server.broker.stats()).encode(), CONTENT_TYPE)
+        try:
+            body = render(server.broker.stats()).encode()
+        except Exception as exc:
+            # A failing stats source of the application's must cost one
+            # scrape, never the server (this task runs beside its listeners).
+            _log.error("reading the counters failed: %s", type(exc).__name__)
+            return _plain("500 Internal Server Error", "The counters could not be read.")
+        return _response("200 OK", body, CONTENT_TYPE)

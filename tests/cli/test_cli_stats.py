@@ -145,6 +145,27 @@ def test_serve_metrics_scrape(inspected: ServeProcess) -> None:
     caught.value.close()
 
 
+def test_the_table_shows_what_another_server_sends_as_it_came() -> None:
+    from transports._cli_stats import format_table
+
+    text = format_table(
+        {
+            "uptime_seconds": "soon",
+            "requests": 2,
+            "queue_depth": 7,
+            "note": "a\nb",
+            "adapters": [{"name": "x"}],
+        }
+    )
+    lines = text.splitlines()
+    assert lines[0].split() == ["uptime", '"soon"']
+    assert lines[1].split() == ["requests", "2"]
+    assert lines[2].split() == ["queue", "depth", "7"]
+    assert lines[3].split() == ["note", '"a\\nb"']  # one line, escaped
+    assert lines[5].split() == ["adapter", "kind", "open", "accepted", "refused"]
+    assert lines[6].split() == ["x", "None", "None", "None", "None"]
+
+
 def test_serve_refuses_a_bad_metrics_address(tmp_path: Path) -> None:
     clients = tmp_path / "clients.toml"
     clients.write_text('[[client]]\nid = "x"\n', encoding="utf-8")

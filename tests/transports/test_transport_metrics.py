@@ -191,6 +191,29 @@ async def _first_bytes(port: int) -> bytes:
             return b""
 
 
+async def test_a_failing_stats_source_costs_one_scrape(caplog: pytest.LogCaptureFixture) -> None:
+    server, pubsub, _, endpoint = _server()
+    failing = [True]
+
+    def source() -> dict[str, Any]:
+        if failing[0]:
+            raise RuntimeError("the application's bug")
+        return {"queue_depth": 4}
+
+    server.broker.add_stats_source(source)
+    async with running(server):
+        status, _, body = await http(endpoint.port, b"GET /metrics HTTP/1.1\r\n\r\n")
+        assert status == "HTTP/1.1 500 Internal Server Error"
+        assert b"pubsub_rpc_" not in body
+        assert "reading the counters failed: RuntimeError" in caplog.text
+        failing[0] = False
+        _, samples = await scrape(endpoint.port)
+        assert _value(samples, "queue_depth") == 4
+        # The pub/sub side never noticed.
+        async with tcp.connect("127.0.0.1", pubsub.port, client_id=USER) as client:
+            await client.ping()
+
+
 async def test_metrics_never_contain_a_client_id() -> None:
     pubsub = tcp.Adapter("127.0.0.1", 0, trusted=True)
     endpoint = metrics.Adapter()
