@@ -33,6 +33,7 @@ _ROWS = (
     ("slow consumers closed", "slow_consumers", "{}"),
     ("idle connections closed", "idle_closed", "{}"),
     ("internal errors", "internal_errors", "{}"),
+    ("request faults", "request_faults", "{}"),
     ("subscriptions", "subscriptions", "{}"),
     ("event names subscribed", "event_names", "{}"),
     ("events published", "events_published", "{}"),

@@ -366,7 +366,7 @@ class Server:
             # Subscriptions and the ad-hoc identity go first, so no publish
             # counts a peer that is gone.
             connection.close()
-            self._count_close(connection)
+            self.stats.ended(connection)
             await pump.link.aclose()
             if pump.scope.cancelled_caught:
                 _log.info("a closing connection did not flush within %.1f s", self.close_timeout)
@@ -391,13 +391,3 @@ class Server:
         ):
             self._idle.add(connection)
         return True
-
-    def _count_close(self, connection: object) -> None:
-        # Only byte-stream connections answer a fault and carry on; an
-        # in-process one fails instead (counted in internal_errors).
-        self.stats.request_faults += getattr(connection, "internal_errors", 0)
-        reason = getattr(connection, "close_reason", None)
-        if reason == ErrorCode.SLOW_CONSUMER:
-            self.stats.slow_consumers += 1
-        elif reason == ErrorCode.IDLE_TIMEOUT:
-            self.stats.idle_closed += 1

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pubsub_rpc import ErrorCode
+
 if TYPE_CHECKING:
     from ._adapter import Adapter
 
@@ -77,6 +79,17 @@ class ServerStats:
     def closed(self, adapter: Adapter | None) -> None:
         """Count the end of an accepted connection."""
         self.of(adapter).open -= 1
+
+    def ended(self, connection: object) -> None:
+        """Count why a connection (accepted or refused) ended, and the faults it answered."""
+        # Only byte-stream connections answer a fault and carry on; an
+        # in-process one fails instead (counted in internal_errors).
+        self.request_faults += getattr(connection, "internal_errors", 0)
+        reason = getattr(connection, "close_reason", None)
+        if reason == ErrorCode.SLOW_CONSUMER:
+            self.slow_consumers += 1
+        elif reason == ErrorCode.IDLE_TIMEOUT:
+            self.idle_closed += 1
 
     def open_on(self, adapter: Adapter | None) -> int:
         """Connections of ``adapter`` open now."""

@@ -57,6 +57,7 @@ COUNTERS: Final = {
     "slow_consumers": "Connections closed as slow consumers.",
     "idle_closed": "Connections closed for sending no valid request in time.",
     "internal_errors": "Connections ended by a fault in the server.",
+    "request_faults": "Requests answered INTERNAL_ERROR by a fault in the server (counted at close).",
 }
 #: Values that go up and down.
 GAUGES: Final = {

@@ -39,6 +39,7 @@ REQUIRED = {
     "slow_consumers",
     "idle_closed",
     "internal_errors",
+    "request_faults",
     "uptime_seconds",
     "adapters",
 }
@@ -75,7 +76,7 @@ async def test_stats_reports_live_counters(kind: str, tmp_path: Path) -> None:
     assert stats["requests"] == 3 and stats["requests_refused"] == 0
     assert stats["connections"] == 3 and stats["connections_accepted"] == 3
     assert stats["connections_refused"] == stats["slow_consumers"] == stats["idle_closed"] == 0
-    assert stats["internal_errors"] == 0
+    assert stats["internal_errors"] == stats["request_faults"] == 0
     assert isinstance(stats["uptime_seconds"], float) and stats["uptime_seconds"] >= 0
     if kind == "inprocess":
         assert stats["bytes_received"] == stats["bytes_sent"] == 0  # objects, not bytes
