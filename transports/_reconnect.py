@@ -11,12 +11,11 @@ Nothing here costs anything to a plain ``Client``.
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+from typing import Final, TypeVar
 
 import trio
 
@@ -24,14 +23,13 @@ from pubsub_rpc import ConnectionClosedError, PubSubError, RequestError, Request
 
 from ._client import DEFAULT_REQUEST_TIMEOUT, Client
 from ._errors import ReconnectFailedError, unwrap_single_exception
+from ._reconnect_methods import relayed, renewable
 from ._reconnect_subscription import Gap, ReconnectingSubscription, renew_all
 from ._subscription import Subscription
 
 _log = logging.getLogger("pubsub_rpc.transports.reconnect")
 
-_P = ParamSpec("_P")
 _R = TypeVar("_R")
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 #: Seconds of the first backoff step, and the cap of every step.
 DEFAULT_INITIAL_DELAY: Final = 0.1
@@ -48,42 +46,6 @@ def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Ran
     window instead of letting them all come back at the same instants.
     """
     return rng.uniform(0.0, min(maximum, initial * 2.0 ** min(failures, 64)))
-
-
-def _relay(
-    method: Callable[Concatenate[Client, _P], Coroutine[Any, Any, _R]],
-) -> Callable[Concatenate[ReconnectingClient, _P], Coroutine[Any, Any, _R]]:
-    # The ReconnectingClient method of the same name and signature as the
-    # Client one, so options added to Client reach it with no change here.
-    @functools.wraps(method)
-    async def relayed(self: ReconnectingClient, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        return await self._send_once(method.__name__, lambda client: method(client, *args, **kwargs))
-
-    return _renamed(relayed, "see its docstring for what happens across reconnects")
-
-
-def _renewable(
-    method: Callable[Concatenate[Client, _P], Coroutine[Any, Any, Subscription]],
-) -> Callable[Concatenate[ReconnectingClient, _P], Coroutine[Any, Any, ReconnectingSubscription]]:
-    @functools.wraps(method)
-    async def subscribe(
-        self: ReconnectingClient, /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> ReconnectingSubscription:
-        # The call is kept whole, arguments and all, and repeated after each
-        # reconnect: whatever options subscribe grows, a renewal asks the same.
-        return await self._subscribe(lambda client: method(client, *args, **kwargs))
-
-    return _renamed(subscribe, "returns a ``ReconnectingSubscription``, renewed after every reconnect")
-
-
-def _renamed(function: _F, note: str) -> _F:
-    # functools.wraps copied Client's names; tracebacks should say whose method this is.
-    function.__qualname__ = f"ReconnectingClient.{function.__name__}"
-    function.__doc__ = (
-        f"{(function.__doc__ or '').rstrip()}\n\n"
-        f"        On a ``ReconnectingClient``: {note}.\n"
-    )
-    return function
 
 
 class ReconnectingClient:
@@ -164,9 +126,9 @@ class ReconnectingClient:
         """Whether the client is closed or gave up reconnecting."""
         return self._closed or self._failed is not None
 
-    publish = _relay(Client.publish)
-    ping = _relay(Client.ping)
-    subscribe = _renewable(Client.subscribe)
+    publish = relayed(Client.publish)
+    ping = relayed(Client.ping)
+    subscribe = renewable(Client.subscribe)
 
     async def aclose(self) -> None:
         """Stop reconnecting and close the connection; subscriptions end cleanly.  Returns promptly."""
