@@ -6,6 +6,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import trio
 
 from pubsub_rpc import ClientInfo
@@ -96,3 +97,9 @@ class Gaps:
     async def wait_for(self, count: int) -> None:
         while len(self.seen) < count:
             await self._changed.wait()
+
+
+def answer(request: Any, result: Any) -> bytes:
+    """A fake server's JSON-RPC answer to ``request``, one frame."""
+    return orjson.dumps({"jsonrpc": "2.0", "result": result, "id": request["id"]}) + b"\n"
+
