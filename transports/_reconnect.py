@@ -243,6 +243,8 @@ class ReconnectingClient:
     async def _until_lost(self, client: Client) -> str:
         await client._gone.wait()
         self._ready = None
+        for subscription in list(self._live):
+            subscription._lost()
         self._notify()
         reason = client._lost or "The connection was lost."
         _log.info("the connection was lost (%s); reconnecting", reason)

@@ -1,5 +1,6 @@
 """Reconnecting clients against scripted fake servers on real loopback sockets: a server that
-accepts, answers and drops at once (it must back off and give up, not be retried forever).
+accepts, answers and drops at once (it must back off and give up, not be retried forever), and
+values that arrive with a renewal's answer when the earlier connections' values fill the buffer.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from functools import partial
 
 import pytest
 import trio
-from reconnect_helpers import FAST, SUBSCRIBER, answer
+from reconnect_helpers import FAST, SUBSCRIBER, Gaps, answer, event
 from transport_helpers import wait_until
 
 from pubsub_rpc import FrameDecoder
-from transports import ReconnectFailedError, ReconnectingClient, reconnecting, tcp
+from transports import ReconnectFailedError, ReconnectingClient, SubscriptionOverflowError, reconnecting, tcp
 from transports._reconnect import backoff_delay
 
 Handler = Callable[[int, trio.SocketStream], Awaitable[None]]
@@ -111,3 +112,45 @@ async def test_stable_after_defaults_to_a_second_or_initial_delay(nursery: trio.
     with pytest.raises(ValueError, match="stable_after must be positive"):
         reconnecting(connect, stable_after=0)
 
+
+async def test_values_that_come_with_a_renewal_count_towards_the_one_bound(nursery: trio.Nursery) -> None:
+    release = trio.Event()
+    unsubscribed: list[str] = []
+
+    async def handler(index: int, stream: trio.SocketStream) -> None:
+        # Every subscribe is answered with its values in the same write, so
+        # the client has them before the renewal is handed over.
+        decoder = FrameDecoder()
+        while data := await stream.receive_some(65536):
+            for request in decoder.feed(data):
+                assert isinstance(request, dict)
+                if request["method"] == "subscribe":
+                    sid = f"sub-{index}"
+                    values = ["a", "b", "c"] if index == 0 else ["d"]
+                    result = {"subscription_id": sid, "client_id": SUBSCRIBER}
+                    await stream.send_all(answer(request, result) + b"".join(event(sid, "e", v) for v in values))
+                    if index == 0:
+                        await release.wait()
+                        await stream.aclose()
+                        return
+                else:
+                    if request["method"] == "unsubscribe":
+                        unsubscribed.append(request["params"]["subscription_id"])
+                    await stream.send_all(answer(request, {}))
+
+    port, _ = await fake_server(nursery, handler)
+    gaps = Gaps()
+    with trio.fail_after(20):
+        connect = partial(tcp.connect, "127.0.0.1", port, client_id=SUBSCRIBER, subscription_buffer=3)
+        async with reconnecting(connect, on_gap=gaps, **FAST) as client:
+            events = await client.subscribe("e")
+            await wait_until(lambda: events.buffered == 3)
+            release.set()
+            await gaps.wait_for(1)
+            # "d" made four unread values: the renewal overflowed and was unsubscribed at once.
+            await wait_until(lambda: unsubscribed == ["sub-1"])
+            assert events.buffered == 3
+            assert [await events.__anext__() for _ in range(4)] == ["a", "b", "c", gaps.seen[0]]
+            with pytest.raises(SubscriptionOverflowError, match="more than 3 values were waiting"):
+                await events.__anext__()
+            assert not events.active
