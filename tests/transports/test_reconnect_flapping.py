@@ -128,7 +128,9 @@ async def test_values_that_come_with_a_renewal_count_towards_the_one_bound(nurse
                     sid = f"sub-{index}"
                     values = ["a", "b", "c"] if index == 0 else ["d"]
                     result = {"subscription_id": sid, "client_id": SUBSCRIBER}
-                    await stream.send_all(answer(request, result) + b"".join(event(sid, "e", v) for v in values))
+                    await stream.send_all(
+                        answer(request, result) + b"".join(event(sid, "e", v) for v in values)
+                    )
                     if index == 0:
                         await release.wait()
                         await stream.aclose()
