@@ -11,12 +11,11 @@ Nothing here costs anything to a plain ``Client``.
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+from typing import Final, TypeVar
 
 import trio
 
@@ -24,18 +23,20 @@ from pubsub_rpc import ConnectionClosedError, PubSubError, RequestError, Request
 
 from ._client import DEFAULT_REQUEST_TIMEOUT, Client
 from ._errors import ReconnectFailedError, unwrap_single_exception
+from ._reconnect_methods import relayed, renewable
 from ._reconnect_subscription import Gap, ReconnectingSubscription, renew_all
 from ._subscription import Subscription
 
 _log = logging.getLogger("pubsub_rpc.transports.reconnect")
 
-_P = ParamSpec("_P")
 _R = TypeVar("_R")
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 #: Seconds of the first backoff step, and the cap of every step.
 DEFAULT_INITIAL_DELAY: Final = 0.1
 DEFAULT_MAX_DELAY: Final = 30.0
+#: Least seconds a connection must stay up to count as healthy (``stable_after``'s default
+#: is this or ``initial_delay``, whichever is longer).
+MIN_STABLE_AFTER: Final = 1.0
 
 Connect = Callable[[], AbstractAsyncContextManager[Client]]
 
@@ -48,42 +49,6 @@ def backoff_delay(failures: int, initial: float, maximum: float, rng: random.Ran
     window instead of letting them all come back at the same instants.
     """
     return rng.uniform(0.0, min(maximum, initial * 2.0 ** min(failures, 64)))
-
-
-def _relay(
-    method: Callable[Concatenate[Client, _P], Coroutine[Any, Any, _R]],
-) -> Callable[Concatenate[ReconnectingClient, _P], Coroutine[Any, Any, _R]]:
-    # The ReconnectingClient method of the same name and signature as the
-    # Client one, so options added to Client reach it with no change here.
-    @functools.wraps(method)
-    async def relayed(self: ReconnectingClient, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        return await self._send_once(method.__name__, lambda client: method(client, *args, **kwargs))
-
-    return _renamed(relayed, "see its docstring for what happens across reconnects")
-
-
-def _renewable(
-    method: Callable[Concatenate[Client, _P], Coroutine[Any, Any, Subscription]],
-) -> Callable[Concatenate[ReconnectingClient, _P], Coroutine[Any, Any, ReconnectingSubscription]]:
-    @functools.wraps(method)
-    async def subscribe(
-        self: ReconnectingClient, /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> ReconnectingSubscription:
-        # The call is kept whole, arguments and all, and repeated after each
-        # reconnect: whatever options subscribe grows, a renewal asks the same.
-        return await self._subscribe(lambda client: method(client, *args, **kwargs))
-
-    return _renamed(subscribe, "returns a ``ReconnectingSubscription``, renewed after every reconnect")
-
-
-def _renamed(function: _F, note: str) -> _F:
-    # functools.wraps copied Client's names; tracebacks should say whose method this is.
-    function.__qualname__ = f"ReconnectingClient.{function.__name__}"
-    function.__doc__ = (
-        f"{(function.__doc__ or '').rstrip()}\n\n"
-        f"        On a ``ReconnectingClient``: {note}.\n"
-    )
-    return function
 
 
 class ReconnectingClient:
@@ -103,6 +68,10 @@ class ReconnectingClient:
       server, and it is never repeated (no duplicates).  A ``subscribe``
       that was sent is repeated on the next connection: the server drops a
       lost connection's subscriptions, so that cannot subscribe twice.
+    * An attempt fails when it cannot connect, or when the connection it
+      made is lost within ``stable_after`` seconds (a server that accepts
+      and drops at once is not back).  Only a connection that stayed up
+      that long resets the backoff and the count of failures.
     * After ``max_attempts`` failed attempts in a row it gives up: every
       request and subscription raises ``ReconnectFailedError`` (a
       ``ConnectionClosedError``), and ``closed`` becomes true.
@@ -115,6 +84,7 @@ class ReconnectingClient:
         initial_delay: float = DEFAULT_INITIAL_DELAY,
         max_delay: float = DEFAULT_MAX_DELAY,
         max_attempts: int | None = None,
+        stable_after: float | None = None,
         on_gap: Callable[[Gap], None] | None = None,
     ) -> None:
         # Not for direct use: reconnecting() runs the supervisor.
@@ -128,10 +98,14 @@ class ReconnectingClient:
             raise ValueError("initial_delay must be positive and max_delay at least initial_delay")
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1 (or None to keep trying)")
+        if stable_after is not None and not stable_after > 0:
+            raise ValueError("stable_after must be positive (or None for the default)")
         self.initial_delay = initial_delay
         self.max_delay = max_delay
         #: Failed attempts in a row after which it gives up (None: never).
         self.max_attempts = max_attempts
+        #: Seconds a new connection must stay up before a loss no longer counts as a failed attempt.
+        self.stable_after = max(MIN_STABLE_AFTER, initial_delay) if stable_after is None else stable_after
         #: Called with each ``Gap`` once the subscriptions are renewed, in the client's task.
         self.on_gap = on_gap
         #: Seconds each request may take, waiting for a reconnect included (the connection's).
@@ -164,9 +138,9 @@ class ReconnectingClient:
         """Whether the client is closed or gave up reconnecting."""
         return self._closed or self._failed is not None
 
-    publish = _relay(Client.publish)
-    ping = _relay(Client.ping)
-    subscribe = _renewable(Client.subscribe)
+    publish = relayed(Client.publish)
+    ping = relayed(Client.ping)
+    subscribe = renewable(Client.subscribe)
 
     async def aclose(self) -> None:
         """Stop reconnecting and close the connection; subscriptions end cleanly.  Returns promptly."""
@@ -259,9 +233,8 @@ class ReconnectingClient:
                     self.request_timeout = client.request_timeout
                     self._use(client)
                     task_status.started()
-                    reason: str | None = await self._until_lost(client)
-                while reason is not None:
-                    reason = await self._reconnect(reason)
+                    reason = await self._until_lost(client)
+                await self._reconnect(reason)
         finally:
             self._ready = None
             self._notify()
@@ -270,13 +243,21 @@ class ReconnectingClient:
     async def _until_lost(self, client: Client) -> str:
         await client._gone.wait()
         self._ready = None
+        for subscription in list(self._live):
+            subscription._lost()
         self._notify()
         reason = client._lost or "The connection was lost."
         _log.info("the connection was lost (%s); reconnecting", reason)
         return reason
 
-    async def _reconnect(self, reason: str) -> str | None:
-        """Connect again with backoff and renew the subscriptions; the next loss's reason, or None."""
+    async def _reconnect(self, reason: str) -> None:
+        """Connect again after each loss with backoff, and renew the subscriptions; until out of attempts.
+
+        ``failures`` counts the attempts in a row that failed: that could not
+        connect, or whose connection was lost within ``stable_after``.  Were a
+        successful connect enough to reset it, a server that accepts and drops
+        at once would be retried at ``initial_delay`` forever.
+        """
         lost_at = trio.current_time()
         failures = 0
         last = reason
@@ -295,12 +276,20 @@ class ReconnectingClient:
                     last = exc.message if isinstance(exc, PubSubError) else str(exc)
                 else:
                     self._resume(client, renewals, reason, trio.current_time() - lost_at)
-                    return await self._until_lost(client)
+                    up_since = trio.current_time()
+                    reason = last = await self._until_lost(client)
+                    lost_at = trio.current_time()
+                    if lost_at - up_since >= self.stable_after:
+                        failures = 0
+                        continue
+                    last = (
+                        f"the connection was lost {lost_at - up_since:.2g} seconds after it was made, "
+                        f"before it counted as stable ({self.stable_after:g} seconds): {reason}"
+                    )
             # Leaving the block closed the failed connection.
             failures += 1
             _log.info("reconnect attempt %d failed: %s", failures, last)
         self._give_up(failures, last)
-        return None
 
     def _resume(
         self,
@@ -339,6 +328,7 @@ def reconnecting(
     initial_delay: float = DEFAULT_INITIAL_DELAY,
     max_delay: float = DEFAULT_MAX_DELAY,
     max_attempts: int | None = None,
+    stable_after: float | None = None,
     on_gap: Callable[[Gap], None] | None = None,
 ) -> AbstractAsyncContextManager[ReconnectingClient]:
     """Open a ``ReconnectingClient`` that makes each of its connections with ``connect()``.
@@ -352,8 +342,12 @@ def reconnecting(
 
     The first connection is made before the body runs, and its failure is
     raised as it is.  After a loss, attempt ``n`` (from 0) waits a random
-    time between 0 and ``min(max_delay, initial_delay * 2**n)`` seconds;
-    ``max_attempts`` failures in a row end everything with
+    time between 0 and ``min(max_delay, initial_delay * 2**n)`` seconds.
+    An attempt fails if it cannot connect, or if its connection is lost
+    within ``stable_after`` seconds (default: ``initial_delay`` or 1 second,
+    whichever is longer), so a server that accepts and drops at once backs
+    off like one that refuses; a connection that stays up longer starts
+    the count afresh.  ``max_attempts`` failures in a row end everything with
     ``ReconnectFailedError`` (None: keep trying).  ``on_gap(gap)`` is called
     after each reconnect; an exception from it ends the client.  Pass
     ``keepalive`` to the connect function to notice a server that vanished
@@ -362,7 +356,12 @@ def reconnecting(
     arguments raise here, before anything connects.
     """
     client = ReconnectingClient(
-        connect, initial_delay=initial_delay, max_delay=max_delay, max_attempts=max_attempts, on_gap=on_gap
+        connect,
+        initial_delay=initial_delay,
+        max_delay=max_delay,
+        max_attempts=max_attempts,
+        stable_after=stable_after,
+        on_gap=on_gap,
     )
     return _running(client)
 

@@ -2,14 +2,17 @@
 
 A reconnecting client gives each of the application's subscriptions one
 object that stays the same across reconnects.  Behind it is one
-``Subscription`` per connection: the current one is read until it ends, and
-when it ended because the connection was lost, the next one (made by the
-client's re-subscription) follows, with a ``Gap`` in between.
+``Subscription`` per connection.  When a connection is lost, the values its
+subscription received and nobody read yet move to a backlog, followed by a
+``Gap``; the next connection's subscription is read once the backlog is.
+The backlog and the open subscription share one bound, the client's
+``subscription_buffer``, however many reconnects a slow reader sleeps through.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -34,20 +37,34 @@ _log = logging.getLogger("pubsub_rpc.transports.reconnect")
 class Gap:
     """Where a subscription's values were interrupted by a lost connection.
 
-    A ``ReconnectingSubscription`` yields one ``Gap`` per reconnect, after
-    the last value received before the connection was lost and before the
-    first value received after it was re-subscribed.  Events published while
-    the client was disconnected are not replayed: delivery is at most once,
-    and a ``Gap`` is where values may be missing.  Resynchronise there (read
-    the current state from wherever your application keeps it) if it matters.
+    A ``ReconnectingSubscription`` yields a ``Gap`` after the last value
+    received before the connection was lost and before the first value
+    received after it was re-subscribed.  Events published while the client
+    was disconnected are not replayed: delivery is at most once, and a
+    ``Gap`` is where values may be missing.  Resynchronise there (read the
+    current state from wherever your application keeps it) if it matters.
+
+    Reconnects with no value between them that the application has not read
+    yet make one ``Gap`` (``reconnects`` says how many it covers), so a slow
+    reader finds at most one ``Gap`` per value waiting, plus one.
     """
 
-    #: Which reconnect of the client this was: 1 for the first.
+    #: Which reconnect of the client this was: 1 for the first (the latest one it covers).
     reconnect_number: int
-    #: Seconds from noticing the loss to being subscribed again.
+    #: Seconds from noticing the loss to being subscribed again (summed over the reconnects it covers).
     disconnected_for: float
-    #: Why the connection was lost (the server's closing message, or what broke).
+    #: Why the connection was lost (the server's closing message, or what broke), the latest time.
     reason: str
+    #: How many reconnects in a row it covers: ``reconnect_number - reconnects + 1`` was the first.
+    reconnects: int = 1
+
+    def merged(self, later: Gap) -> Gap:
+        """One ``Gap`` covering this one and ``later`` (the next reconnect), with no value between."""
+        return dataclasses.replace(
+            later,
+            disconnected_for=self.disconnected_for + later.disconnected_for,
+            reconnects=self.reconnects + later.reconnects,
+        )
 
 
 class ReconnectingSubscription:
@@ -64,17 +81,30 @@ class ReconnectingSubscription:
 
     Leaving the ``async with`` block unsubscribes.  Iteration ends cleanly
     (after the values already received) when you ``unsubscribe()`` or close
-    the client.  It ends by raising instead:
+    the client.  At most the client's ``subscription_buffer`` values wait to
+    be read, counted across reconnects: values received before a reconnect
+    and not read yet leave that much less room after it.  It ends by raising:
 
     * ``RequestError`` when the server refused to renew the subscription after
       a reconnect (for example ``Unrecognized client ID`` from a server that
       restarted without this client registered): no retry would change that;
     * ``ReconnectFailedError`` when the client gave up reconnecting;
     * ``SubscriptionOverflowError`` as for a ``Subscription``: values were not
-      read fast enough.  Subscribe again to resume.
+      read fast enough.  Every value buffered before is yielded first, and it
+      is not renewed after that.  Subscribe again to resume.
     """
 
-    __slots__ = ("_client", "_current", "_ended", "_error", "_newest", "_queued", "_renew", "_wake")
+    __slots__ = (
+        "_backlog",
+        "_backlog_values",
+        "_bound",
+        "_client",
+        "_ended",
+        "_error",
+        "_newest",
+        "_renew",
+        "_wake",
+    )
 
     def __init__(
         self,
@@ -85,11 +115,15 @@ class ReconnectingSubscription:
         # Subscribes again on a new connection, with the original call's arguments.
         self._renew = renew
         self._client = client
-        # The Subscription being read, then the ones the reconnects made, each
-        # behind the Gap that precedes it.  Only the newest may still be open.
-        self._current = first
-        self._queued: deque[tuple[Gap, Subscription]] = deque()
+        # What earlier connections left unread, oldest first: their values,
+        # each reconnect's Gap (consecutive ones merged), then the newest
+        # connection's Subscription, read directly.
+        self._backlog: deque[JSONValue | Gap] = deque()
+        self._backlog_values = 0
         self._newest = first
+        # The client's subscription_buffer: the backlog's values and the
+        # newest's buffer together never hold more.
+        self._bound = first._max_buffer
         self._wake = trio.Event()
         self._ended = False
         self._error: PubSubError | None = None
@@ -113,6 +147,11 @@ class ReconnectingSubscription:
         """Whether values may still arrive (not unsubscribed, refused, given up or closed)."""
         return not self._ended
 
+    @property
+    def buffered(self) -> int:
+        """Values received and not yet read, from every connection (``Gap`` markers not counted)."""
+        return self._backlog_values + self._newest.buffered
+
     # -- reading ---------------------------------------------------------------
 
     def __aiter__(self) -> ReconnectingSubscription:
@@ -122,23 +161,22 @@ class ReconnectingSubscription:
         """The next value, or a ``Gap`` where the connection was lost; waits for one to arrive."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
+            if self._backlog:
+                return self._pop_backlog()
+            subscription = self._newest
             try:
-                return await self._current.__anext__()
+                return await subscription.__anext__()
             except (StopAsyncIteration, ConnectionClosedError):
                 # This connection's part is over (lost, or closed by us):
-                # what follows is the next connection's, or the end.
+                # what follows is in the backlog, the next connection's, or the end.
                 pass
             except PubSubError as exc:
-                # Overflow: that connection's client already unsubscribed it; a
-                # renewal made by a later reconnect goes too, unread.
+                # Overflow: the connection's client already unsubscribed it.
                 self._finish(exc)
                 self._client._forget(self)
-                if self._newest is not self._current:
-                    await self._newest.__aexit__(type(exc), exc, None)
                 raise
-            if self._queued:
-                gap, self._current = self._queued.popleft()
-                return gap
+            if self._backlog or self._newest is not subscription:
+                continue
             if self._ended:
                 if self._error is not None:
                     raise self._error
@@ -146,6 +184,14 @@ class ReconnectingSubscription:
             await self._wake.wait()
             if self._wake.is_set():
                 self._wake = trio.Event()
+
+    def _pop_backlog(self) -> JSONValue | Gap:
+        item = self._backlog.popleft()
+        if not isinstance(item, Gap):
+            self._backlog_values -= 1
+            # The room this value leaves goes to the open subscription.
+            self._newest._limit(self._bound - self._backlog_values)
+        return item
 
     # -- ending ----------------------------------------------------------------
 
@@ -177,10 +223,34 @@ class ReconnectingSubscription:
 
     # -- called by the client ----------------------------------------------------
 
+    def _lost(self) -> None:
+        """The connection is gone: keep its unread values; end here if it had overflowed."""
+        values, error = self._newest._take()
+        self._backlog.extend(values)
+        self._backlog_values += len(values)
+        if error is not None and not isinstance(error, ConnectionClosedError):
+            # It overflowed before the loss: renewing it would only delay the error.
+            self._client._forget(self)
+            self._finish(error)
+        self._wake.set()
+
     def _renewed(self, gap: Gap, subscription: Subscription) -> None:
-        """The reconnect made ``subscription``: read it after ``gap``, once the current one is drained."""
-        self._queued.append((gap, subscription))
+        """The reconnect made ``subscription``: read it after the backlog and ``gap``."""
+        if self._ended:
+            # Unsubscribed while the reconnect renewed it.
+            subscription._client._unsubscribe_nowait(subscription)
+            return
+        last = self._backlog[-1] if self._backlog else None
+        if isinstance(last, Gap):
+            self._backlog.pop()
+            gap = last.merged(gap)
+        self._backlog.append(gap)
         self._newest = subscription
+        self._bound = subscription._max_buffer  # its connection's subscription_buffer
+        # It may only fill what the backlog leaves of the one bound; values it
+        # got before now (between its answer and this) may already be too many.
+        if not subscription._limit(max(0, self._bound - self._backlog_values)):
+            subscription._client._overflowed(subscription)
         self._wake.set()
 
     def _finish(self, error: PubSubError | None) -> None:

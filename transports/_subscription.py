@@ -131,6 +131,27 @@ class Subscription:
         self._wake.set()
         return True
 
+    def _limit(self, max_buffer: int) -> bool:
+        """Hold at most ``max_buffer`` values from now on; False if it already held more.
+
+        A reconnecting subscription lends each connection's subscription the
+        room its older connections' unread values leave.  The values past
+        the limit are dropped (they are the overflow), and the caller ends
+        the subscription as ``_deliver`` refusing one would.
+        """
+        self._max_buffer = max_buffer
+        if len(self._buffer) <= max_buffer:
+            return True
+        while len(self._buffer) > max_buffer:
+            self._buffer.pop()
+        return False
+
+    def _take(self) -> tuple[list[JSONValue], PubSubError | None]:
+        """An ended subscription's unread values, removed from it, and the error it ended with."""
+        values = list(self._buffer)
+        self._buffer.clear()
+        return values, self._error
+
     def _end(self, error: PubSubError | None = None) -> None:
         """No more values will come; iteration then ends cleanly, or with ``error``."""
         if not self._ended:

@@ -86,6 +86,7 @@ async def connect(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    keepalive: float | None = None,
 ) -> AsyncIterator[Client]:
     """Connect to a WebSocket server (``ws://HOST:PORT/`` or ``wss://...``) and yield a ``Client``.
 
@@ -96,7 +97,8 @@ async def connect(
     refusal (HTTP 403 for an origin that is not allowed, ...) raises
     ``ConnectionClosedError`` with the status and the server's text.
     ``max_frame_size`` bounds the messages accepted from the server (a longer
-    one closes the connection).  See ``open_client`` for the other arguments.
+    one closes the connection).  See ``open_client`` for the other arguments
+    (``keepalive`` too).
     """
     host, port, _, secure = split_url(url)
     if not secure and ssl_context is not None:
@@ -130,6 +132,7 @@ async def connect(
                         join=b"".join,
                         request_timeout=request_timeout,
                         subscription_buffer=subscription_buffer,
+                        keepalive=keepalive,
                     )
                     async with run_client(client):
                         yield client

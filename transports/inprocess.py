@@ -205,11 +205,14 @@ async def connect(
     client_id: str | None = None,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
+    keepalive: float | None = None,
 ) -> AsyncIterator[Client]:
     """Connect to a server's in-process adapter (or to the adapter) and yield a ``Client``.
 
     Waits up to ``request_timeout`` for the server to accept (it may not have
-    started yet).  ``client_id`` None gets an ad-hoc identity.
+    started yet).  ``client_id`` None gets an ad-hoc identity.  ``keepalive``
+    (seconds) makes a server whose tasks hang noticed within that interval,
+    as on the other transports (see ``Client``).
     """
     send, receive = _find_adapter(target).open_channels()
     link = ChannelLink(send, receive)
@@ -225,6 +228,7 @@ async def connect(
         join=list,
         request_timeout=request_timeout,
         subscription_buffer=subscription_buffer,
+        keepalive=keepalive,
     )
     async with run_client(client):
         yield client

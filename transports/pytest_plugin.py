@@ -96,7 +96,7 @@ class Connect:
 
         ``transport`` is ``"inprocess"`` (the default), ``"tcp"`` or
         ``"unix"``.  ``options`` go to that transport's ``connect`` (for
-        example ``request_timeout``, or ``keepalive`` and ``dialect`` on the
+        example ``request_timeout`` or ``keepalive``, and ``dialect`` on the
         byte-stream transports).  The client is closed at teardown; closing
         it earlier with ``aclose`` is fine.  Raises ``ValueError`` for an
         unknown transport, ``TypeError`` for an option the transport lacks,

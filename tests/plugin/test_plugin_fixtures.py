@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-from pubsub_rpc import ClientInfo, ErrorCode, RequestError
+from pubsub_rpc import ClientInfo, Dialect, ErrorCode, RequestError
 from transports import pytest_plugin, tcp, unix
 from transports.pytest_plugin import Connect, RunningServer
 
@@ -124,8 +124,8 @@ async def test_options_reach_the_transports_connect(pubsub_connect: Connect) -> 
 async def test_bad_arguments_are_clear_errors_and_leave_the_fixture_usable(pubsub_connect: Connect) -> None:
     with pytest.raises(ValueError, match="Unknown transport 'carrier-pigeon'"):
         await pubsub_connect(transport="carrier-pigeon")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="keepalive"):
-        await pubsub_connect(keepalive=1.0)  # the in-process transport has no keep-alive
+    with pytest.raises(TypeError, match="dialect"):
+        await pubsub_connect(dialect=Dialect.PUB_SUB)  # the in-process transport has no dialects
     client = await pubsub_connect()
     await client.ping()
 

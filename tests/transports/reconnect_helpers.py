@@ -6,6 +6,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import trio
 
 from pubsub_rpc import ClientInfo
@@ -96,3 +97,14 @@ class Gaps:
     async def wait_for(self, count: int) -> None:
         while len(self.seen) < count:
             await self._changed.wait()
+
+
+def answer(request: Any, result: Any) -> bytes:
+    """A fake server's JSON-RPC answer to ``request``, one frame."""
+    return orjson.dumps({"jsonrpc": "2.0", "result": result, "id": request["id"]}) + b"\n"
+
+
+def event(subscription_id: str, event_name: str, value: Any) -> bytes:
+    """A fake server's event frame for one subscription."""
+    params = {"event_name": event_name, "value": value, "subscription_id": subscription_id}
+    return orjson.dumps({"jsonrpc": "2.0", "method": "event", "params": params}) + b"\n"

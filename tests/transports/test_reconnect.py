@@ -207,7 +207,7 @@ async def test_unsubscribe_while_disconnected(restartable: Restartable) -> None:
             await wait_until(lambda: server.broker.subscription_count == 0)
 
 
-async def test_overflow_ends_the_subscription_and_its_renewal(restartable: Restartable) -> None:
+async def test_an_overflow_before_a_disconnect_is_not_renewed(restartable: Restartable) -> None:
     gaps = Gaps()
     with trio.fail_after(20):
         connect = restartable.connector(SUBSCRIBER, subscription_buffer=2)
@@ -215,17 +215,93 @@ async def test_overflow_ends_the_subscription_and_its_renewal(restartable: Resta
             events = await client.subscribe("e")
             for value in range(3):
                 await restartable.publish("e", value)
-            # Overflowed but not read yet when the connection goes: it is renewed...
+            server = restartable.server
+            assert server is not None
+            await wait_until(lambda: server.broker.subscription_count == 0)  # overflowed, unsubscribed
+            # Overflowed but not read yet when the connection goes: renewing it
+            # would only delay the error, so the new server never sees it.
             server = await _restart_and_wait(restartable, gaps)
-            assert server.broker.subscription_count == 1
+            assert server.broker.subscription_count == 0
+            assert events.buffered == 2
             assert [await events.__anext__() for _ in range(2)] == [0, 1]
             with pytest.raises(SubscriptionOverflowError):
                 await events.__anext__()
-            # ...and reading the overflow ends the renewal too, unread.
             assert not events.active
-            await wait_until(lambda: server.broker.subscription_count == 0)
             server = await _restart_and_wait(restartable, gaps)
             assert server.broker.subscription_count == 0
+
+
+async def test_a_slow_reader_holds_at_most_subscription_buffer_values_across_reconnects(
+    restartable: Restartable,
+) -> None:
+    gaps = Gaps()
+    with trio.fail_after(20):
+        connect = restartable.connector(SUBSCRIBER, subscription_buffer=4)
+        async with reconnecting(connect, on_gap=gaps, **FAST) as client:
+            events = await client.subscribe("e")
+            for value in range(4):
+                assert await restartable.publish("e", value) == 1
+                await wait_until(lambda: events.buffered == value + 1)  # noqa: B023 (awaited here)
+                if value % 2:  # two values from each connection, all unread
+                    server = await _restart_and_wait(restartable, gaps)
+                    assert server.broker.subscription_count == 1
+            # The earlier connections' unread values fill the one bound: a
+            # fifth value is an overflow, as it would be on one connection.
+            assert await restartable.publish("e", 4) == 1
+            await wait_until(lambda: server.broker.subscription_count == 0)
+            assert events.buffered == 4
+            assert [await events.__anext__() for _ in range(6)] == [0, 1, gaps.seen[0], 2, 3, gaps.seen[1]]
+            with pytest.raises(SubscriptionOverflowError, match="more than 4 values were waiting"):
+                await events.__anext__()
+            assert not events.active
+            server = await _restart_and_wait(restartable, gaps)
+            assert server.broker.subscription_count == 0
+
+
+async def test_reading_the_values_from_before_a_reconnect_frees_their_room(restartable: Restartable) -> None:
+    gaps = Gaps()
+    with trio.fail_after(20):
+        connect = restartable.connector(SUBSCRIBER, subscription_buffer=4)
+        async with reconnecting(connect, on_gap=gaps, **FAST) as client:
+            events = await client.subscribe("e")
+            for value in range(3):
+                assert await restartable.publish("e", value) == 1
+            await wait_until(lambda: events.buffered == 3)
+            server = await _restart_and_wait(restartable, gaps)
+            assert [await events.__anext__() for _ in range(2)] == [0, 1]
+            # One old value left: the new connection may hold three, the bound's rest.
+            for value in range(3, 6):
+                assert await restartable.publish("e", value) == 1
+            await wait_until(lambda: events.buffered == 4)
+            assert [await events.__anext__() for _ in range(5)] == [2, gaps.seen[0], 3, 4, 5]
+            assert events.active and server.broker.subscription_count == 1
+
+
+async def test_reconnects_with_no_value_between_make_one_gap(restartable: Restartable) -> None:
+    gaps = Gaps()
+    with trio.fail_after(20):
+        async with reconnecting(restartable.connector(SUBSCRIBER), on_gap=gaps, **FAST) as client:
+            events = await client.subscribe("e")
+            for _ in range(3):
+                await _restart_and_wait(restartable, gaps)
+            assert await restartable.publish("e", "between") == 1
+            await wait_until(lambda: events.buffered == 1)
+            for _ in range(2):
+                await _restart_and_wait(restartable, gaps)
+            first, value, second = [await events.__anext__() for _ in range(3)]
+            assert value == "between"
+            assert isinstance(first, Gap) and isinstance(second, Gap)
+            assert (first.reconnect_number, first.reconnects, first.reason) == (3, 3, SHUTDOWN)
+            assert (second.reconnect_number, second.reconnects, second.reason) == (5, 2, SHUTDOWN)
+            spans = [gap.disconnected_for for gap in gaps.seen]
+            assert first.disconnected_for == pytest.approx(sum(spans[:3]))
+            assert second.disconnected_for == pytest.approx(sum(spans[3:]))
+            # on_gap still hears of every reconnect, one at a time.
+            assert [gap.reconnects for gap in gaps.seen] == [1] * 5
+            # A Gap already read is not merged into: the next reconnect has its own.
+            await _restart_and_wait(restartable, gaps)
+            assert await events.__anext__() == gaps.seen[5]
+            assert events.buffered == 0 and events.active
 
 
 async def _restart_and_wait(restartable: Restartable, gaps: Gaps) -> Server:

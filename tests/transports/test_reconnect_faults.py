@@ -16,10 +16,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import trio
-from reconnect_helpers import FAST, PUBLISHER, SUBSCRIBER, Gaps
+from reconnect_helpers import FAST, PUBLISHER, SUBSCRIBER, Gaps, answer
 from transport_helpers import child_env
 
 from pubsub_rpc import ConnectionClosedError, FrameDecoder
@@ -111,10 +110,6 @@ async def test_a_server_killed_with_sigkill_and_restarted(tmp_path: Path) -> Non
 
 
 # -- a publish in flight when the connection drops ------------------------------------------------
-
-
-def answer(request: Any, result: Any) -> bytes:
-    return orjson.dumps({"jsonrpc": "2.0", "result": result, "id": request["id"]}) + b"\n"
 
 
 async def test_a_publish_in_flight_is_not_sent_again(nursery: trio.Nursery) -> None:

@@ -182,3 +182,40 @@ async def test_closing_message_then_end_of_channel() -> None:
             await raw.receive.receive()
     with pytest.raises(ConnectionClosedError, match="not accepting"):
         adapter.open_channels()
+
+
+async def test_keepalive_is_quiet_while_the_server_answers() -> None:
+    adapter = inprocess.Adapter()
+    server = Server([adapter])
+    for name in ("kept-alive", "watcher"):
+        server.register_client(ClientInfo(name))
+    with trio.fail_after(10):
+        async with (
+            running(server),
+            inprocess.connect(adapter, client_id="kept-alive", keepalive=0.1) as client,
+            inprocess.connect(adapter, client_id="watcher") as watcher,
+        ):
+            assert client.keepalive == 0.1
+            values = await watcher.subscribe("k")
+            await trio.sleep(0.5)  # five intervals of pings, all answered
+            assert not client.closed
+            assert await client.publish("k", 1) == 1
+            assert await values.__anext__() == 1
+
+
+async def test_keepalive_notices_an_in_process_server_that_hangs(nursery: trio.Nursery) -> None:
+    adapter = inprocess.Adapter()
+
+    async def hung_server() -> None:
+        # Accepts one connection and takes its requests, never answering one.
+        receive, send = await adapter._accept_receive.receive()
+        await send.send({"status": True, "id": "hung-1"})
+        async for _ in receive:
+            pass
+
+    nursery.start_soon(hung_server)
+    with trio.fail_after(10):
+        async with inprocess.connect(adapter, client_id="x", keepalive=0.2, request_timeout=60) as client:
+            with pytest.raises(ConnectionClosedError, match=r"keep-alive ping within 0\.1 seconds"):
+                await client.ping()  # no answer will come; the request timeout is a minute
+            assert client.closed

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 
 import orjson
 import pytest
 import trio
 from transport_helpers import collect, running, wait_until
-from trio_websocket import ConnectionClosed
+from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 from websocket_helpers import http_get, make_certificate, next_message, raw_websocket, request
 
 import transports
@@ -294,3 +295,21 @@ async def test_connect_errors() -> None:
     with pytest.raises(ConnectionClosedError, match=r"^Connecting to tcp://127\.0\.0\.1:\d+ failed"):
         async with websocket.connect(f"ws://127.0.0.1:{port}/"):
             pass
+
+
+async def test_keepalive_notices_a_websocket_server_that_stops_answering(nursery: trio.Nursery) -> None:
+    async def silent(request: WebSocketRequest) -> None:
+        # Completes the handshake and reads every message, answering none.
+        ws = await request.accept()
+        with suppress(ConnectionClosed):
+            while True:
+                await ws.get_message()
+
+    fake = await nursery.start(serve_websocket, silent, "127.0.0.1", 0, None)
+    with trio.fail_after(10):
+        url = f"ws://127.0.0.1:{fake.port}/"
+        async with websocket.connect(url, client_id="alice", keepalive=0.2, request_timeout=60) as client:
+            assert client.keepalive == 0.2
+            with pytest.raises(ConnectionClosedError, match=r"keep-alive ping within 0\.1 seconds"):
+                await client.ping()  # no answer will come; the request timeout is a minute
+            assert client.closed
