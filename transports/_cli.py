@@ -16,7 +16,7 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import orjson
 import trio
@@ -34,8 +34,12 @@ from . import stdio, tcp, unix, websocket
 from ._adapter import Adapter
 from ._client import Client
 from ._clients_file import ClientsFileError, load_clients
+from ._redis_options import add_redis_options, bridge_from_args
 from ._server import DEFAULT_CLOSE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Server
 from ._urls import BadURLError, ServerURL, parse_host_port, parse_url
+
+if TYPE_CHECKING:
+    from ._redis_bridge import RedisBridge
 
 #: Where ``--client-id`` may come from instead, to keep it out of shell history.
 CLIENT_ID_ENV: Final = "PUBSUB_RPC_CLIENT_ID"
@@ -170,7 +174,7 @@ def _build_server(args: argparse.Namespace) -> Server:
     return server
 
 
-async def _serve(server: Server, announce_to_stderr: bool) -> None:
+async def _serve(server: Server, announce_to_stderr: bool, bridge: RedisBridge | None = None) -> None:
     out = sys.stderr if announce_to_stderr else sys.stdout
     stop = trio.Event()
 
@@ -188,6 +192,8 @@ async def _serve(server: Server, announce_to_stderr: bool) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(on_signal)
+        if bridge is not None:
+            await nursery.start(bridge.run)
         await nursery.start(server.serve)
         for adapter in server.adapters:
             url = getattr(adapter, "url", None)
@@ -198,13 +204,16 @@ async def _serve(server: Server, announce_to_stderr: bool) -> None:
                 nursery.start_soon(on_stdio_peer_gone, stdio_adapter)
         await stop.wait()
         await server.aclose()
+        if bridge is not None:
+            await bridge.aclose()
         nursery.cancel_scope.cancel()
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     server = _build_server(args)
+    bridge = bridge_from_args(args, server.broker)
     try:
-        trio.run(_serve, server, bool(args.stdio))
+        trio.run(_serve, server, bool(args.stdio), bridge)
     except* OSError as group:
         _fail(f"cannot listen: {group.exceptions[0]}", 1)
     return 0
@@ -342,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
     _add_limit_options(serve)
+    add_redis_options(serve)
     serve.set_defaults(handler=_cmd_serve)
 
     for name, help_text in (("publish", "publish one event"), ("subscribe", "print events as JSON lines")):
