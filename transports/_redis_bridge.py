@@ -372,11 +372,16 @@ class RedisBridge:
             messages = self._control_messages()
             batch = [self._outbox.popleft() for _ in range(min(_BATCH, len(self._outbox)))]
             if messages or batch:
-                async with client.pipeline(transaction=False) as pipe:
-                    for message in messages:
-                        pipe.publish(self.channels.control, message)
-                    for channel, payload in batch:
-                        pipe.publish(channel, payload)
+                try:
+                    async with client.pipeline(transaction=False) as pipe:
+                        for message in messages:
+                            pipe.publish(self.channels.control, message)
+                        for channel, payload in batch:
+                            pipe.publish(channel, payload)
+                except BaseException:
+                    # In flight when the session broke: whether they left is unknown.
+                    self.unforwarded += len(batch)
+                    raise
                 self.forwarded += len(batch)
             await self._unsubscribe_unwanted(pubsub)
             if first:

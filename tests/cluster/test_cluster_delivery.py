@@ -62,7 +62,8 @@ async def test_each_publishers_order_holds_across_servers(shared_redis_url: str,
         cluster(shared_redis_url, prefix) as (a, b, c),
         a.connect(ALICE) as alice,
         c.connect(CAROL) as carol,
-        b.connect(BOB) as bob,await bob.subscribe("ticks") as events
+        b.connect(BOB) as bob,
+        await bob.subscribe("ticks") as events,
     ):
         await wait_until(
             lambda: a.bridge.remote_listeners("ticks") == 1 and c.bridge.remote_listeners("ticks") == 1
