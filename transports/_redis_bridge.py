@@ -9,9 +9,10 @@ SUBSCRIBE, PUBLISH, pipelines, and a killed server surfacing as
 
 The bridge is the broker's ``Backplane``.  Its hooks never block or raise:
 they update plain data (``_redis_counts``), append to a bounded outbox and
-wake one sender task.  One Redis session at a time runs three tasks: the
-reader (events and control messages in), the sender (SUBSCRIBE/UNSUBSCRIBE,
-control messages and events out, pipelined, in order) and the heartbeat.
+wake one sender task.  One Redis session at a time runs three tasks
+(``_redis_traffic``): the reader (events and control messages in), the
+sender (SUBSCRIBE/UNSUBSCRIBE, control messages and events out, pipelined,
+in order) and the heartbeat.
 When the session fails the bridge forgets what it knew of the other servers,
 reports every publish as unforwarded, logs the outage once, and reconnects
 with jittered exponential backoff, subscribing again to every name its
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import deque
 from contextlib import suppress
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -37,28 +37,12 @@ import coredis
 import orjson
 import trio
 from coredis.exceptions import RedisError
-from coredis.patterns.pubsub import PubSub
 from coredis.retry import NoRetryPolicy
 
 from pubsub_rpc import Broker, EncodedEvent, Subscription
 
-from ._redis_counts import LocalInterest, RemoteCounts
-from ._redis_wire import (
-    BEAT,
-    BYE,
-    COUNT,
-    DEFAULT_PREFIX,
-    HELLO,
-    STATE,
-    Channels,
-    MalformedMessageError,
-    decode_control,
-    decode_event,
-    encode_control,
-    encode_count,
-    encode_event,
-    encode_state,
-)
+from ._redis_traffic import RedisTraffic
+from ._redis_wire import BYE, DEFAULT_PREFIX, encode_control, encode_event
 
 _log = logging.getLogger("pubsub_rpc.transports.redis")
 
@@ -70,10 +54,6 @@ DEFAULT_EXPIRY: Final = 3.5
 #: Reconnection delays grow from the first to the last, each with random jitter.
 _BACKOFF_FIRST: Final = 0.1
 _BACKOFF_LAST: Final = 5.0
-# Events per pipeline, and names per SUBSCRIBE: large enough to amortise a
-# round trip, small enough that one pipeline never holds the sender long.
-_BATCH: Final = 500
-_NAMES_PER_COMMAND: Final = 500
 _CONNECT_TIMEOUT: Final = 2.0
 # What a lost or refused Redis connection raises, through coredis and anyio.
 _SESSION_ERRORS: Final = (
@@ -104,7 +84,7 @@ def _first_leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-class RedisBridge:
+class RedisBridge(RedisTraffic):
     """Connect one ``Broker`` to every other server on the same Redis and prefix.
 
     ``url`` is any URL coredis accepts: ``redis://[[user]:password@]host:port/db``,
@@ -128,41 +108,17 @@ class RedisBridge:
             raise ValueError("queue_size must be at least 1")
         if not 0 < heartbeat < expiry:
             raise ValueError("heartbeat must be positive and shorter than expiry")
-        self.broker = broker
+        super().__init__(broker, prefix, heartbeat, expiry)
         self.url = url
-        self.channels = Channels(prefix)
-        #: This server's id among the others: random, so a restart is a new server.
-        self.node = random.SystemRandom().getrandbits(64).to_bytes(8, "big").hex()
         self.queue_size = queue_size
-        self.heartbeat = heartbeat
-        self.expiry = expiry
-        self._interest = LocalInterest(prefix)
-        self._remote = RemoteCounts()
-        self._outbox: deque[tuple[bytes, bytes]] = deque()
-        self._seq = 0
-        self._wake = trio.Event()
         self._connected = trio.Event()
         self._connected_flag = False
-        # Names whose counts changed since they were last announced.
-        self._dirty: set[str] = set()
-        # Event channels subscribed in the current session.
-        self._subscribed: set[str] = set()
-        self._send_hello = self._send_state = self._send_beat = False
-        self._last_hello = float("-inf")
-        # The last event handled, to drop the copies one PUBLISH makes when
-        # several subscriptions of one connection match (patterns, later).
-        self._last_event: tuple[str, int] | None = None
-        self._overflowing = False
         self._client: coredis.Redis[bytes] | None = None
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
         self._running = False
-        #: Counters (also in the broker's ``stats``).
-        self.forwarded = 0
-        self.received = 0
-        self.unforwarded = 0
+        #: Redis sessions lost (each outage is logged once).
         self.outages = 0
-        self.malformed = 0
         # Whether the current outage was logged, and the unforwarded count then.
         self._in_outage = False
         self._unforwarded_before_outage = 0
@@ -313,9 +269,7 @@ class RedisBridge:
             async with pubsub:
                 await pubsub.subscribe(self.channels.control)
                 self._client = client
-                self._subscribed.clear()
-                self._dirty.clear()
-                self._send_hello = self._send_state = True
+                self._reset_session()
                 try:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._read, pubsub)
@@ -344,14 +298,9 @@ class RedisBridge:
         if self._connected_flag:
             self._connected_flag = False
             self._connected = trio.Event()
-        # Events still queued never left: they count as not forwarded.
-        self.unforwarded += len(self._outbox)
-        self._outbox.clear()
-        self._remote.clear()
-        self._subscribed.clear()
-        self._last_event = None
+        self._reset_session()
 
-    def _now_connected(self) -> None:
+    def _announced(self) -> None:
         self._connected_flag = True
         self._connected.set()
         if self._in_outage:
@@ -362,146 +311,3 @@ class RedisBridge:
             )
         else:
             _log.info("connected to Redis at %s", redacted(self.url))
-
-    # -- the session's tasks ----------------------------------------------------------
-
-    async def _send(self, client: coredis.Redis[bytes], pubsub: PubSub[bytes]) -> None:
-        first = True
-        while True:
-            await self._sync_subscriptions(pubsub)
-            messages = self._control_messages()
-            batch = [self._outbox.popleft() for _ in range(min(_BATCH, len(self._outbox)))]
-            if messages or batch:
-                try:
-                    async with client.pipeline(transaction=False) as pipe:
-                        for message in messages:
-                            pipe.publish(self.channels.control, message)
-                        for channel, payload in batch:
-                            pipe.publish(channel, payload)
-                except BaseException:
-                    # In flight when the session broke: whether they left is unknown.
-                    self.unforwarded += len(batch)
-                    raise
-                self.forwarded += len(batch)
-            await self._unsubscribe_unwanted(pubsub)
-            if first:
-                # Subscribed to every wanted name and announced: others can count us.
-                first = False
-                self._now_connected()
-            if not self._outbox:
-                self._overflowing = False
-                if not self._dirty:
-                    await self._wake.wait()
-            self._wake = trio.Event()
-
-    async def _sync_subscriptions(self, pubsub: PubSub[bytes]) -> None:
-        wanted = self._interest.names() - self._subscribed
-        names = sorted(wanted)
-        for start in range(0, len(names), _NAMES_PER_COMMAND):
-            chunk = names[start : start + _NAMES_PER_COMMAND]
-            await pubsub.subscribe(*(self.channels.for_event(name) for name in chunk))
-            self._subscribed.update(chunk)
-
-    async def _unsubscribe_unwanted(self, pubsub: PubSub[bytes]) -> None:
-        # After the zero counts went out, so nobody counts a name we no longer take.
-        names = sorted(self._subscribed - self._interest.names() - self._dirty)
-        for start in range(0, len(names), _NAMES_PER_COMMAND):
-            chunk = names[start : start + _NAMES_PER_COMMAND]
-            self._subscribed.difference_update(chunk)
-            await pubsub.unsubscribe(*(self.channels.for_event(name) for name in chunk))
-
-    def _control_messages(self) -> list[bytes]:
-        messages = []
-        if self._send_hello:
-            self._send_hello = False
-            messages.append(encode_control(HELLO, self.node))
-        if self._send_state:
-            self._send_state = False
-            # Names not subscribed yet are announced by a count once they are.
-            counts = self._interest.all_counts()
-            self._dirty = {name for name in counts if name not in self._subscribed}
-            ready_counts = {name: c for name, c in counts.items() if name in self._subscribed}
-            messages.append(encode_state(self.node, ready_counts))
-        # Only names subscribed by now: a count must not reach others before
-        # this server takes that name's events.  The rest wait for next round.
-        wanted = self._interest.names()
-        ready = [name for name in self._dirty if name in self._subscribed or name not in wanted]
-        for name in ready:
-            self._dirty.discard(name)
-            messages.append(encode_count(self.node, name, self._interest.counts(name)))
-        if self._send_beat:
-            self._send_beat = False
-            messages.append(encode_control(BEAT, self.node))
-        return messages
-
-    async def _beat(self) -> None:
-        while True:
-            await trio.sleep(self.heartbeat)
-            self._send_beat = True
-            self._wake.set()
-            for node in self._remote.expire(trio.current_time(), self.expiry):
-                _log.info("server %s went silent; its subscriptions no longer count", node)
-
-    async def _read(self, pubsub: PubSub[bytes]) -> None:
-        control = self.channels.control
-        while True:
-            message = await pubsub.get_message()
-            if message is None or message["type"] != "message":
-                continue
-            channel, data = message["channel"], message["data"]
-            if not (isinstance(channel, bytes) and isinstance(data, bytes)):
-                continue
-            try:
-                if channel == control:
-                    self._on_control(data)
-                else:
-                    self._on_event(channel, data)
-            except MalformedMessageError as exc:
-                self.malformed += 1
-                _log.debug("ignored a malformed message on the bridge's channels: %s", exc)
-
-    def _on_event(self, channel: bytes, data: bytes) -> None:
-        event_name = self.channels.event_name(channel)
-        if event_name is None:
-            return
-        event = decode_event(data)
-        if event.node == self.node:
-            return  # published here, delivered here already
-        key = (event.node, event.seq)
-        if key == self._last_event:
-            return  # another copy of the same PUBLISH
-        self._last_event = key
-        self.received += 1
-        exclude = self._interest.client_for(event.publisher)
-        self.broker.deliver_remote(event_name, event.value, exclude)
-
-    def _on_control(self, data: bytes) -> None:
-        message = decode_control(data)
-        if message.node == self.node:
-            return
-        now = trio.current_time()
-        if message.kind == HELLO:
-            self._send_state = True
-            self._wake.set()
-        elif message.kind == STATE:
-            assert message.counts is not None
-            self._remote.replace(message.node, message.counts, now)
-        elif message.kind == COUNT:
-            assert message.counts is not None
-            if message.node not in self._remote:
-                self._ask_for_state(now)
-            self._remote.update(message.node, message.event_name, message.counts[message.event_name], now)
-        elif message.kind == BYE:
-            self._remote.forget(message.node)
-        elif message.kind == BEAT:
-            if message.node not in self._remote:
-                self._ask_for_state(now)
-            self._remote.seen(message.node, now)
-
-    def _ask_for_state(self, now: float) -> None:
-        # A server we have no state of (it expired, or we missed its state):
-        # ask everybody again, at most once a heartbeat.
-        if now - self._last_hello >= self.heartbeat:
-            self._last_hello = now
-            self._send_hello = True
-            self._wake.set()
