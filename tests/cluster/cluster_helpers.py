@@ -47,8 +47,9 @@ def free_port() -> int:
 class RedisProcess:
     """A private ``redis-server`` on a loopback port: no persistence, stopped by the test."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, *extra: str) -> None:
         self.binary = binary
+        self.extra = extra
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -59,7 +60,7 @@ class RedisProcess:
 
     def _spawn(self) -> None:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no"]
+        args += ["--save", "", "--appendonly", "no", *self.extra]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def _listening(self) -> bool:

@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 import trio
-from cluster_helpers import RawClient, RedisProcess, cluster, wait_until
+from cluster_helpers import RawClient, RedisProcess, cluster, redis_server_binary, wait_until
+
+from transports import Server
+from transports._redis_bridge import RedisBridge
 
 ALICE, BOB = "alice-s3cret", "bob-s3cret"
 SCRIPT = Path(sys.executable).with_name("pubsub-rpc")
@@ -149,3 +152,35 @@ async def test_a_killed_server_stops_counting_and_the_others_carry_on(
             _out, errors = process.communicate(timeout=10)
             assert "Traceback" not in errors, errors
             assert "s3cret" not in errors
+
+
+async def test_a_password_in_the_url_works_and_is_never_logged(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pubsub_rpc")
+    redis = RedisProcess(redis_server_binary(), "--requirepass", "pw-s3cret")
+    await redis.start()
+    try:
+        url = f"redis://:pw-s3cret@127.0.0.1:{redis.port}/0"
+        async with (
+            cluster(url, prefix, size=2) as (a, b),
+            a.connect(ALICE) as alice,
+            b.connect(BOB) as bob,
+            await bob.subscribe("news") as events,
+        ):
+            await wait_until(lambda: a.bridge.remote_listeners("news") == 1)
+            assert await alice.publish("news", 1) == 1
+            assert await events.__anext__() == 1
+        # A wrong password: the server serves on, says Redis is out of reach, never prints either.
+        wrong = RedisBridge(
+            Server([]).broker, f"redis://:wrong-s3cret@127.0.0.1:{redis.port}/0", prefix=prefix
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(wrong.run)
+            await wait_until(lambda: wrong.outages == 1)
+            assert not wrong.connected
+            await wrong.aclose()
+    finally:
+        redis.stop()
+    assert caplog.records and not any("s3cret" in record.getMessage() for record in caplog.records)
+    assert any(f"redis://127.0.0.1:{redis.port}/0" in record.getMessage() for record in caplog.records)
