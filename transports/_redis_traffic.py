@@ -29,7 +29,7 @@ import trio
 from coredis.patterns.pubsub import PubSub
 from coredis.response.types import PubSubMessage
 
-from pubsub_rpc import Broker
+from pubsub_rpc import Broker, RequestError
 
 from ._redis_counts import LocalInterest, RemoteCounts
 from ._redis_wire import (
@@ -103,7 +103,11 @@ class RedisTraffic:
     async def _send(self, client: coredis.Redis[bytes], pubsub: PubSub[bytes]) -> None:
         first = True
         while True:
-            await self._sync_subscriptions(pubsub)
+            # Interest changed (or a new session): only then compare name sets,
+            # which costs as much as there are names, not per event.
+            changed = bool(self._dirty or self._send_state)
+            if changed:
+                await self._sync_subscriptions(pubsub)
             messages = self._control_messages()
             batch = [self._outbox.popleft() for _ in range(min(_BATCH, len(self._outbox)))]
             if messages or batch:
@@ -118,7 +122,8 @@ class RedisTraffic:
                     self.unforwarded += len(batch)
                     raise
                 self.forwarded += len(batch)
-            await self._unsubscribe_unwanted(pubsub)
+            if changed:
+                await self._unsubscribe_unwanted(pubsub)
             if first:
                 # Subscribed to every wanted name and announced: others can count us.
                 first = False
@@ -159,7 +164,7 @@ class RedisTraffic:
             messages.append(encode_state(self.node, ready_counts))
         # Only names subscribed by now: a count must not reach others before
         # this server takes that name's events.  The rest wait for next round.
-        wanted = self._interest.names()
+        wanted = self._interest.names() if self._dirty else set()
         ready = [name for name in self._dirty if name in self._subscribed or name not in wanted]
         for name in ready:
             self._dirty.discard(name)
@@ -223,7 +228,12 @@ class RedisTraffic:
         self._last_event = key
         self.received += 1
         exclude = self._interest.client_for(event.publisher)
-        self.broker.deliver_remote(event_name, event.value, exclude)
+        try:
+            self.broker.deliver_remote(event_name, event.value, exclude)
+        except RequestError:
+            # Readable JSON no server of ours would send (nested deeper than a
+            # publish allows): someone else writes to our channels.
+            raise MalformedMessageError("an event value that cannot be delivered") from None
 
     def _on_control(self, data: bytes) -> None:
         message = decode_control(data)

@@ -8,6 +8,7 @@ never with a sleep.
 
 from __future__ import annotations
 
+import coredis
 import trio
 from cluster_helpers import RawClient, cluster, redis_channels, wait_until
 
@@ -111,3 +112,26 @@ async def test_only_subscribed_names_cross_the_network(shared_redis_url: str, pr
             await wait_until(lambda: a.bridge.remote_listeners("again") == 1)
         await wait_until(lambda: a.bridge.remote_listeners("again") == 0)
         assert b.bridge.stats()["backplane_channels"] == 0
+
+
+async def test_foreign_messages_on_the_channels_are_counted_and_ignored(
+    shared_redis_url: str, prefix: str
+) -> None:
+    async with (
+        cluster(shared_redis_url, prefix, size=2) as (a, b),
+        b.connect(BOB) as bob,
+        a.connect(ALICE) as alice,
+        await bob.subscribe("news") as events,
+    ):
+        await wait_until(lambda: a.bridge.remote_listeners("news") == 1)
+        # Readable JSON nested deeper than any publish may be, then plain junk.
+        deep = b'["x",1,null]\n' + b"[" * 300 + b"1" + b"]" * 300
+        client = coredis.Redis.from_url(shared_redis_url)
+        async with client:
+            for payload in (b"junk", deep):
+                await client.publish(f"{prefix}e:news".encode(), payload)
+            await client.publish(f"{prefix}ctl".encode(), b'{"k":"count","n":"x"}')
+        await wait_until(lambda: b.bridge.malformed == 3 and a.bridge.malformed == 1)
+        # Both servers carry on.
+        assert await alice.publish("news", "still here") == 1
+        assert await events.__anext__() == "still here"
