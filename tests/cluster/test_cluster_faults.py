@@ -184,3 +184,36 @@ async def test_a_password_in_the_url_works_and_is_never_logged(
         redis.stop()
     assert caplog.records and not any("s3cret" in record.getMessage() for record in caplog.records)
     assert any(f"redis://127.0.0.1:{redis.port}/0" in record.getMessage() for record in caplog.records)
+
+
+class _Publisher:
+    """A stand-in connection for publishing straight into a broker (no subscriptions of its own)."""
+
+    trusted = False
+
+    def push_event(self, event: object, subscription: object) -> bool:
+        raise AssertionError("a publisher without subscriptions gets no events")
+
+
+async def test_a_full_outbox_counts_unforwarded_instead_of_growing(
+    shared_redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pubsub_rpc.transports.redis")
+    async with (
+        cluster(shared_redis_url, prefix, size=2, queue_size=3) as (a, b),
+        b.connect(BOB) as bob,
+        await bob.subscribe("news") as events,
+    ):
+        await wait_until(lambda: a.bridge.remote_listeners("news") == 1)
+        broker, publisher = a.server.broker, _Publisher()
+        # Ten publishes in one go, before the sender task can run: three fit.
+        answers = [broker.publish(publisher, ALICE, "news", n) for n in range(10)]
+        assert answers[:3] == [{"listeners": 1, "client_id": ALICE}] * 3
+        assert answers[3:] == [{"listeners": 0, "client_id": ALICE, "forwarded": False}] * 7
+        assert a.bridge.unforwarded == 7
+        assert [await events.__anext__() for _ in range(3)] == [0, 1, 2]
+        # Once it drained, events go again; the overflow was logged once.
+        await wait_until(lambda: a.bridge.forwarded == 3)
+        assert broker.publish(publisher, ALICE, "news", 10)["listeners"] == 1
+        assert await events.__anext__() == 10
+    assert len([r for r in caplog.records if "not keeping up" in r.getMessage()]) == 1
