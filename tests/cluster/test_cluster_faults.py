@@ -31,7 +31,7 @@ async def test_redis_lost_and_back_under_traffic(
 ) -> None:
     caplog.set_level(logging.INFO, logger="pubsub_rpc.transports.redis")
     async with (
-        cluster(private_redis.url, prefix) as (a, b, _c),
+        cluster(private_redis.url, prefix) as (a, b, c),
         RawClient.open(a.port) as alice,
         RawClient.open(a.port) as bob_a,
         RawClient.open(b.port) as bob_b,
@@ -61,7 +61,7 @@ async def test_redis_lost_and_back_under_traffic(
         await wait_until(lambda: a.bridge.outages == 1)
         await trio.sleep(0.5)  # several failed attempts (backoff starts at 0.1 s)
         await private_redis.start()
-        await wait_until(lambda: a.bridge.connected and b.bridge.connected)
+        await wait_until(lambda: a.bridge.connected and b.bridge.connected and c.bridge.connected)
         await wait_until(lambda: a.bridge.remote_listeners("news") == 1)
         await publish(5)
         assert answers[25:] == [{"listeners": 2, "client_id": ALICE}] * 5
