@@ -190,9 +190,15 @@ class RedisBridge(RedisTraffic):
         return self._remote.listeners(event_name, digest)
 
     def stats(self) -> dict[str, Any]:
-        """The bridge's counters, merged into the broker's ``stats``."""
+        """The bridge's counters, merged into the broker's ``stats``.
+
+        ``backplane_connected`` is 1 or 0 (a number, so that metrics
+        exporters take it as a gauge); ``backplane_nodes`` and
+        ``backplane_remote_subscriptions`` are what this server knows of the
+        others; the rest count since start.
+        """
         return {
-            "backplane_connected": self._connected_flag,
+            "backplane_connected": int(self._connected_flag),
             "backplane_forwarded": self.forwarded,
             "backplane_received": self.received,
             "backplane_unforwarded": self.unforwarded,

@@ -144,6 +144,11 @@ async def test_a_killed_server_stops_counting_and_the_others_carry_on(
                     await trio.sleep(0.05)
             stats = await _stats(operator)
             assert stats["backplane_nodes"] == 1 and stats["backplane_remote_subscriptions"] == 1
+            assert stats["backplane_connected"] == 1 and stats["backplane_unforwarded"] == 0
+            assert stats["backplane_channels"] == 0  # A's clients subscribe to nothing
+            with trio.fail_after(10):  # counted once Redis acknowledged the last pipeline
+                while (await _stats(operator))["backplane_forwarded"] != n + 1:
+                    await trio.sleep(0.01)
     finally:
         for process, _ in processes:
             if process.poll() is None:
