@@ -55,6 +55,7 @@ from ._messages import (
     UnsubscribeResult,
 )
 from ._server import DEFAULT_MAX_BATCH, DEFAULT_MAX_OUTBOUND, ServerConnection
+from ._wire import EncodedEvent
 
 __all__ = [
     "ADHOC_PREFIX",
@@ -74,6 +75,7 @@ __all__ = [
     "Closing",
     "ConnectionClosedError",
     "Dialect",
+    "EncodedEvent",
     "ErrorCode",
     "Event",
     "EventReceived",

@@ -23,6 +23,7 @@ import orjson
 from pubsub_rpc import DEFAULT_MAX_OUTBOUND
 
 from . import _bench_floor, _pump
+from ._bench_cluster import run_cluster, summary_lines
 from ._bench_procs import BenchError, cpu_plan
 from ._bench_report import Cell, render, summarise
 from ._bench_wire import SYSTEMS
@@ -73,6 +74,16 @@ def add_bench_parser(commands: Any) -> None:
         default=2,
         metavar="P",
         help="processes the subscribers are spread over",
+    )
+    bench.add_argument(
+        "--cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run W1 and W2 across N servers joined by Redis (publisher on node 1)",
+    )
+    bench.add_argument(
+        "--redis", metavar="URL", help="with --cluster: this Redis (default: start a private redis-server)"
     )
     bench.add_argument(
         "--timeout", type=float, default=60.0, metavar="SECONDS", help="give up on a stalled run"
@@ -165,6 +176,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
     repeat = args.repeat if args.repeat is not None else (1 if quick else 3)
     if repeat < 1 or args.subscriber_processes < 1:
         _usage("--repeat and --subscriber-processes must be at least 1")
+    if args.cluster == 1 or args.cluster < 0 or (args.cluster and args.url is not None):
+        _usage("--cluster takes 2 or more servers, and does not go with --url")
     publisher_id, subscriber_id = "bench-publisher", "bench-subscriber"
     if args.url is not None:
         ids = (args.client_ids or "").split(",")
@@ -200,7 +213,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "load_before": _loadavg(),
     }
-    progress = _Progress(repeat * len(cells) * len(SYSTEMS))
+    cluster_cells = sum(1 for workload, _, _ in layout if workload in ("W1", "W2")) if args.cluster else 0
+    progress = _Progress(repeat * len(transports) * (len(layout) * len(SYSTEMS) + cluster_cells))
+    contexts: list[RunContext] = []
     runs: list[dict[str, Any]] = []
     for rep in range(1, repeat + 1):
         order = SYSTEMS if rep % 2 else tuple(reversed(SYSTEMS))
@@ -215,6 +230,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
                 publisher_id=publisher_id,
                 subscriber_id=subscriber_id,
             )
+            contexts.append(ctx)
             for workload, params, label in layout:
                 for system in order:
                     progress.start(f"rep {rep}/{repeat} {transport} {label} {system}")
@@ -237,15 +253,33 @@ def run_bench_command(args: argparse.Namespace) -> int:
                         progress.end(f"{_headline(workload, figures)} ({time.monotonic() - started:.1f} s)")
                     runs.append(record)
                     cells[(transport, label)].runs[system].append(record)
+    cluster_runs: list[dict[str, Any]] = []
+    if args.cluster:
+        try:
+            cluster_runs = run_cluster(
+                args.cluster, args.redis, contexts[: len(transports)], layout, repeat, progress
+            )
+        except BenchError as exc:
+            cluster_runs = [{"ok": False, "label": "cluster", "error": str(exc)}]
     progress.close()
     meta["load_after"] = _loadavg()
     summaries = [summarise(cell) for cell in cells.values()]
     if args.json:
-        sys.stdout.buffer.write(
-            orjson.dumps({"meta": meta, "cells": summaries, "runs": runs}, option=orjson.OPT_INDENT_2)
-        )
+        report = {"meta": meta, "cells": summaries, "runs": runs, "cluster_runs": cluster_runs}
+        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         sys.stdout.buffer.write(b"\n")
     else:
         print(render(meta, summaries))
+        if cluster_runs:
+            single = {
+                f"{transport} {label}": [
+                    run["figures"]["delivered_per_s" if label.startswith("W1") else "p50_us"]
+                    for run in cell.runs["ours"]
+                    if run["ok"]
+                ]
+                for (transport, label), cell in cells.items()
+                if label.startswith(("W1", "W2"))
+            }
+            print("\n".join(summary_lines(cluster_runs, single)))
     sys.stdout.flush()
-    return 0 if all(run["ok"] for run in runs) else 1
+    return 0 if all(run["ok"] for run in runs + cluster_runs) else 1

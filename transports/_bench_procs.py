@@ -74,18 +74,29 @@ class _LineReader:
 class Server:
     """The server under test, or an external one given by URL (then without CPU/memory figures)."""
 
-    def __init__(self, system: System, transport: str, workdir: Path, cpus: set[int] | None) -> None:
+    def __init__(
+        self,
+        system: System,
+        transport: str,
+        workdir: Path,
+        cpus: set[int] | None,
+        extra_args: tuple[str, ...] = (),
+        name: str = "",
+    ) -> None:
         self.system = system
         self.pid: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._stderr_path = workdir / f"server-{system}.log"
+        self._stderr_path = workdir / f"server-{system}{name}.log"
         where = (
-            ["--unix", str(workdir / f"{system}.sock")] if transport == "unix" else ["--tcp", "127.0.0.1:0"]
+            ["--unix", str(workdir / f"{system}{name}.sock")]
+            if transport == "unix"
+            else ["--tcp", "127.0.0.1:0"]
         )
         if system == "ours":
             clients = workdir / "clients.toml"
             clients.write_text(_CLIENTS_TOML, encoding="utf-8")
             argv = [sys.executable, "-m", "transports", "-q", "serve", "--clients", str(clients), *where]
+            argv += extra_args  # the cluster bench: --redis ...
         else:
             argv = [sys.executable, "-m", "transports._bench_floor", *where]
         with self._stderr_path.open("wb") as log:

@@ -287,7 +287,8 @@ def role_rtt(cfg: dict[str, Any]) -> None:
     sub_buffer = bytearray()
     for _ in range(confirmations):
         check_confirmation(system, read_line(sub, sub_buffer))
-    pub = connect(cfg["url"])
+    # The cluster bench publishes on another server than the subscriber's.
+    pub = connect(cfg.get("publish_url") or cfg["url"])
     sub.settimeout(cfg["timeout"])
     _emit({"ready": True})
     _wait_go()

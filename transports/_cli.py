@@ -14,7 +14,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
@@ -33,8 +33,12 @@ from ._cli_client import UsageError as UsageError  # re-exported: _conformance r
 from ._cli_client import add_client_parsers
 from ._cli_stats import add_metrics_option, add_stats_parser, metrics_adapters
 from ._clients_file import ClientsFileError, load_clients
+from ._redis_options import add_redis_options, bridge_from_args
 from ._server import DEFAULT_CLOSE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Server
 from ._urls import BadURLError, parse_host_port
+
+if TYPE_CHECKING:
+    from ._redis_bridge import RedisBridge
 
 _log = logging.getLogger("pubsub_rpc.cli")
 
@@ -163,7 +167,7 @@ def _build_server(args: argparse.Namespace) -> Server:
     return server
 
 
-async def _serve(server: Server, announce_to_stderr: bool) -> None:
+async def _serve(server: Server, announce_to_stderr: bool, bridge: RedisBridge | None = None) -> None:
     out = sys.stderr if announce_to_stderr else sys.stdout
     stop = trio.Event()
 
@@ -181,6 +185,8 @@ async def _serve(server: Server, announce_to_stderr: bool) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(on_signal)
+        if bridge is not None:
+            await nursery.start(bridge.run)
         await nursery.start(server.serve)
         for adapter in server.adapters:
             url = getattr(adapter, "url", None)
@@ -191,13 +197,16 @@ async def _serve(server: Server, announce_to_stderr: bool) -> None:
                 nursery.start_soon(on_stdio_peer_gone, stdio_adapter)
         await stop.wait()
         await server.aclose()
+        if bridge is not None:
+            await bridge.aclose()
         nursery.cancel_scope.cancel()
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     server = _build_server(args)
+    bridge = bridge_from_args(args, server.broker)
     try:
-        trio.run(_serve, server, bool(args.stdio))
+        trio.run(_serve, server, bool(args.stdio), bridge)
     except* OSError as group:
         _fail(f"cannot listen: {group.exceptions[0]}", 1)
     return 0
@@ -251,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
     _add_limit_options(serve)
     add_metrics_option(serve)
+    add_redis_options(serve)
     serve.set_defaults(handler=_cmd_serve)
 
     add_client_parsers(commands)
