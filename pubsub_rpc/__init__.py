@@ -53,6 +53,7 @@ from ._messages import (
     Unsubscribe,
     UnsubscribeResult,
 )
+from ._patterns import Pattern, PatternError
 from ._server import DEFAULT_MAX_BATCH, DEFAULT_MAX_OUTBOUND, ServerConnection
 
 __all__ = [
@@ -82,6 +83,8 @@ __all__ = [
     "InProcessConnection",
     "JSONValue",
     "LocalProtocolError",
+    "Pattern",
+    "PatternError",
     "Ping",
     "PingRequested",
     "PingResult",

@@ -24,7 +24,7 @@ from ._adapter import Adapter
 from ._client import DEFAULT_REQUEST_TIMEOUT, Client, open_client
 from ._errors import SubscriptionOverflowError
 from ._server import DEFAULT_CLOSE_TIMEOUT, Server
-from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER, Subscription
+from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER, PatternSubscription, Subscription
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_SUBSCRIPTION_BUFFER",
     "Adapter",
     "Client",
+    "PatternSubscription",
     "Server",
     "Subscription",
     "SubscriptionOverflowError",

@@ -95,6 +95,10 @@ def clients_toml(clients: Sequence[ClientInfo]) -> str:
             f"can_publish = {str(client.can_publish).lower()}",
             f"can_subscribe = {str(client.can_subscribe).lower()}",
         ]
+        for key in ("publish_allow", "publish_deny", "subscribe_allow", "subscribe_deny"):
+            patterns = getattr(client, key)
+            if patterns is not None and (patterns or key.endswith("allow")):
+                lines.append(f"{key} = [{', '.join(_toml_string(p) for p in patterns)}]")
     return "\n".join(lines) + "\n"
 
 
