@@ -1,0 +1,333 @@
+"""Pattern subscriptions, per-name rules and publish options in the broker and the dispatcher.
+
+No I/O: connections are the recording fakes of test_broker, and the wire is
+exercised through ``ServerConnection`` bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_broker import FakeConnection, make_broker, rejected, subscribe
+from test_broker_hooks import ClosingConnection, RecordingBackplane
+
+from pubsub_rpc import Broker, ClientInfo, ErrorCode, Pattern, PatternError, ServerConnection
+from pubsub_rpc._rules import ClientRules, Rule
+
+
+def psubscribe(broker: Broker, conn: FakeConnection, client_id: str | None, pattern: str) -> str:
+    return broker.subscribe_pattern(conn, client_id, Pattern.parse(pattern))["subscription_id"]
+
+
+# -- fan-out ------------------------------------------------------------------------
+
+
+def test_pattern_subscription_receives_the_real_name_under_its_own_id() -> None:
+    broker = make_broker()
+    sub = FakeConnection()
+    sid = psubscribe(broker, sub, "bob", "user.*")
+    assert broker.publish(FakeConnection(), "alice", "user::logged_in", 1)["listeners"] == 1
+    assert broker.publish(FakeConnection(), "alice", "user.left", 2)["listeners"] == 1
+    assert broker.publish(FakeConnection(), "alice", "user.a.b", 3)["listeners"] == 0
+    assert sub.deliveries == [("user::logged_in", 1, sid), ("user.left", 2, sid)]
+    broker.check_consistency()
+
+
+def test_one_event_per_matching_subscription_exact_first_then_patterns_in_order() -> None:
+    broker = make_broker()
+    sub = FakeConnection()
+    wide = psubscribe(broker, sub, "bob", "a.>")
+    exact = subscribe(broker, sub, "bob", "a.b")
+    narrow = psubscribe(broker, sub, "bob", "*.b")
+    assert broker.listener_count("a.b") == 3
+    assert broker.publish(FakeConnection(), "alice", "a.b", None)["listeners"] == 3
+    assert [d[2] for d in sub.deliveries] == [exact, wide, narrow]
+
+
+def test_publisher_exclusion_applies_to_patterns_and_exclude_self_lifts_it() -> None:
+    broker = make_broker()
+    own, other = FakeConnection(), FakeConnection()
+    mine = psubscribe(broker, own, "alice", "news.>")
+    mine_exact = subscribe(broker, own, "alice", "news.x")
+    psubscribe(broker, other, "bob", "news.*")
+    assert broker.publish(own, "alice", "news.x", 1)["listeners"] == 1
+    assert own.deliveries == []
+    result = broker.publish(own, "alice", "news.x", 2, exclude_self=False)
+    assert result == {"listeners": 3, "client_id": "alice"}
+    assert [d[2] for d in own.deliveries] == [mine_exact, mine]
+
+
+def test_report_counts_deliveries_and_drops_here() -> None:
+    broker = make_broker()
+    live, closing = FakeConnection(), ClosingConnection()
+    subscribe(broker, live, "bob", "e")
+    psubscribe(broker, closing, "carol", "*")
+    result = broker.publish(FakeConnection(), "alice", "e", 1, report=True)
+    assert result == {"listeners": 1, "client_id": "alice", "delivered": 1, "dropped": 1}
+    # Without the option the answer keeps the original's shape.
+    assert broker.publish(FakeConnection(), "alice", "e", 1) == {"listeners": 1, "client_id": "alice"}
+
+
+def test_report_with_a_backplane_separates_local_from_remote() -> None:
+    broker = make_broker()
+    backplane = RecordingBackplane(remote=5)
+    broker.attach_backplane(backplane)
+    subscribe(broker, FakeConnection(), "bob", "e")
+    result = broker.publish(FakeConnection(), "alice", "e", 1, report=True, exclude_self=False)
+    assert result == {"listeners": 6, "client_id": "alice", "delivered": 1, "dropped": 0}
+    assert backplane.forwarded[-1] == ("e", 1, None)  # exclude_self false: nobody excluded remotely
+    backplane.remote = None
+    result = broker.publish(FakeConnection(), "alice", "e", 1, report=True)
+    assert result == {"listeners": 1, "client_id": "alice", "forwarded": False, "delivered": 1, "dropped": 0}
+
+
+def test_backplane_sees_pattern_subscriptions_and_remote_events_reach_them() -> None:
+    broker = make_broker()
+    backplane = RecordingBackplane()
+    broker.attach_backplane(backplane)
+    sub = FakeConnection()
+    sid = psubscribe(broker, sub, "bob", "orders.>")
+    assert backplane.live == {sid: ("orders.>", "bob")}
+    assert broker._by_id[sid].pattern == Pattern.parse("orders.>")
+    assert broker.deliver_remote("orders.eu.new", {"n": 1}, exclude_client_id=None) == 1
+    assert broker.deliver_remote("orders.eu.new", {"n": 2}, exclude_client_id="bob") == 0
+    broker.drop_connection(sub)
+    assert backplane.live == {}
+    broker.check_consistency()
+
+
+def test_patterns_count_against_the_subscription_limit_and_are_removed_with_their_connection() -> None:
+    broker = Broker(max_subscriptions=2)
+    broker.register_client(ClientInfo("alice"))
+    broker.start()
+    conn = FakeConnection()
+    psubscribe(broker, conn, "alice", "a.*")
+    subscribe(broker, conn, "alice", "b")
+    error = rejected(broker.subscribe_pattern, conn, "alice", Pattern.parse(">"))
+    assert error.code == ErrorCode.LIMIT_EXCEEDED
+    assert broker.drop_connection(conn) == 2
+    assert broker.subscription_count == 0 and broker._patterns.count == 0
+    broker.check_consistency()
+
+
+def test_unsubscribe_of_a_pattern_subscription() -> None:
+    broker = make_broker()
+    conn = FakeConnection()
+    sid = psubscribe(broker, conn, "bob", "x.*")
+    assert rejected(broker.unsubscribe, conn, "alice", sid).code == ErrorCode.NOT_YOUR_SUBSCRIPTION
+    broker.unsubscribe(conn, "bob", sid)
+    assert broker.publish(FakeConnection(), "alice", "x.y", 1)["listeners"] == 0
+    broker.check_consistency()
+
+
+# -- rules ----------------------------------------------------------------------------
+
+
+def ruled_broker(**rules: tuple[str, ...] | None) -> Broker:
+    broker = Broker()
+    broker.register_client(ClientInfo("ruled", **rules))
+    broker.register_client(ClientInfo("alice"))
+    broker.start()
+    return broker
+
+
+def test_publish_rules_deny_wins_over_allow() -> None:
+    broker = ruled_broker(publish_allow=("orders.>",), publish_deny=("orders.secret",))
+    conn = FakeConnection()
+    assert broker.publish(conn, "ruled", "orders.eu", 1)["listeners"] == 0
+    assert broker.publish(conn, "ruled", "orders::eu::new", 1)["listeners"] == 0
+    for name in ("orders.secret", "orders::secret", "other", "orders"):
+        error = rejected(broker.publish, conn, "ruled", name, 1)
+        assert error.code == ErrorCode.PUBLISH_FORBIDDEN
+        assert error.message == f'You are not allowed to publish events named "{name}".'
+
+
+def test_subscribe_rules_for_exact_names() -> None:
+    broker = ruled_broker(subscribe_allow=("public.*",), subscribe_deny=("public.internal",))
+    conn = FakeConnection()
+    subscribe(broker, conn, "ruled", "public.news")
+    error = rejected(broker.subscribe, conn, "ruled", "public.internal")
+    assert error.code == ErrorCode.SUBSCRIBE_FORBIDDEN
+    assert error.message == 'You are not allowed to subscribe to events named "public.internal".'
+
+
+def test_pattern_subscriptions_refused_only_when_no_permitted_name_is_reachable() -> None:
+    broker = ruled_broker(subscribe_allow=("public.>",), subscribe_deny=("public.secret.>",))
+    conn = FakeConnection()
+    for refused in ("private.*", "public.secret.>", "public.secret.*", "*.secret.x"):
+        error = rejected(broker.subscribe_pattern, conn, "ruled", Pattern.parse(refused))
+        assert error.code == ErrorCode.SUBSCRIBE_FORBIDDEN
+        assert error.message == f'You are not allowed to subscribe to any event matching "{refused}".'
+    # Partly permitted patterns are accepted, with a delivery filter.
+    wide = psubscribe(broker, conn, "ruled", ">")
+    assert broker._by_id[wide].filter is not None
+    inner = psubscribe(broker, conn, "ruled", "public.news.*")
+    assert broker._by_id[inner].filter is None  # wholly permitted: no per-delivery check
+    publisher = FakeConnection()
+    for name in ("public.news.x", "public.secret.x", "private.x", "public.a"):
+        broker.publish(publisher, "alice", name, name)
+    assert conn.deliveries == [
+        ("public.news.x", "public.news.x", wide),
+        ("public.news.x", "public.news.x", inner),
+        ("public.a", "public.a", wide),
+    ]
+    # The filter applies to events from other servers too.
+    assert broker.deliver_remote("public.secret.y", 1, None) == 0
+
+
+def test_clients_without_rules_have_no_rules_object_and_no_filters() -> None:
+    broker = make_broker()
+    assert all(broker.clients.lookup(c).rules is None for c in ("alice", "bob"))
+    sid = psubscribe(broker, FakeConnection(), "bob", ">")
+    assert broker._by_id[sid].filter is None
+
+
+def test_client_info_rules_survive_replace_and_digest_registration_and_stay_out_of_repr() -> None:
+    digest = hashlib.sha256(b"s3cret").hexdigest()
+    info = ClientInfo.from_sha256(digest, publish_allow=["a.>"], subscribe_deny=["b.*"])
+    assert info.publish_allow == ("a.>",) and info.subscribe_deny == ("b.*",)
+    assert "s3cret" not in repr(info) and digest not in repr(info)
+    assert "publish_allow=('a.>',)" in repr(info)
+    copy = dataclasses.replace(info, id="s3cret", id_sha256=None)
+    assert copy.rules == info.rules and copy.rules is not None
+    broker = Broker()
+    broker.register_client(info)
+    broker.start()
+    error = rejected(broker.publish, FakeConnection(), "s3cret", "c", 1)
+    assert error.message == 'You are not allowed to publish events named "c".'
+    assert "s3cret" not in repr(broker.clients.lookup("s3cret"))
+    with pytest.raises(PatternError, match="must be the last segment"):
+        ClientInfo("x", publish_deny=("a.>.b",))
+    with pytest.raises(TypeError):
+        ClientInfo("x", publish_deny="a.b")  # type: ignore[arg-type]
+
+
+def test_an_empty_allow_list_permits_nothing() -> None:
+    broker = ruled_broker(publish_allow=())
+    assert rejected(broker.publish, FakeConnection(), "ruled", "x", 1).code == ErrorCode.PUBLISH_FORBIDDEN
+
+
+SEGMENT = st.sampled_from(["a", "b", "*"])
+PATTERN_TEXT = st.builds(
+    lambda segs, rest: ".".join(segs + ([">"] if rest else [])) or "a",
+    st.lists(SEGMENT, max_size=3),
+    st.booleans(),
+)
+NAMES = [".".join(p) for n in range(1, 5) for p in itertools.product("abc", repeat=n)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.none(), st.lists(PATTERN_TEXT, max_size=3)),
+    st.lists(PATTERN_TEXT, max_size=3),
+    PATTERN_TEXT,
+)
+def test_pattern_rule_decisions_agree_with_enumeration(
+    allow: list[str] | None, deny: list[str], pattern_text: str
+) -> None:
+    rules = ClientRules.build(
+        None,
+        None,
+        None if allow is None else tuple(map(Pattern.parse, allow)),
+        tuple(map(Pattern.parse, deny)),
+    )
+    pattern = Pattern.parse(pattern_text)
+    matched = [n for n in NAMES if pattern.matches(n)]
+    rule = rules.subscribe if rules is not None else None
+    permitted = [n for n in matched if rule is None or rule.permits_name(n)]
+    if rule is None:
+        assert allow is None and not deny
+        return
+    assert rule.reaches(pattern) is bool(permitted)
+    assert rule.contains(pattern) is (permitted == matched)
+    if permitted and permitted != matched:
+        assert rules is not None and rules.pattern_filter(pattern) is rule
+    assert isinstance(rule, Rule)
+
+
+# -- the wire ---------------------------------------------------------------------------
+
+
+def exchange(conn: ServerConnection, message: dict) -> dict:
+    conn.receive_data(orjson.dumps(message) + b"\n")
+    return orjson.loads(conn.data_to_send())
+
+
+def jsonrpc(method: str, params: dict, id: int = 1) -> dict:
+    return {"jsonrpc": "2.0", "method": method, "params": params, "id": id}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"event_name": "a", "pattern": "a.*"},
+            'Request for method "subscribe" must give either "event_name" or "pattern", not both.',
+        ),
+        (
+            {"event_name": None, "pattern": "a.*"},
+            'Request for method "subscribe" must give either "event_name" or "pattern", not both.',
+        ),
+        ({}, 'Request for method "subscribe" is missing required parameter "event_name".'),
+        ({"pattern": None}, 'Request for method "subscribe" is missing required parameter "event_name".'),
+        ({"pattern": 5}, 'Parameter "pattern" for method "subscribe" must be a string, but was 5.'),
+        ({"pattern": "a*"}, 'Invalid pattern "a*": "*" and ">" must be whole segments.'),
+        ({"pattern": ""}, 'Invalid pattern "": it is empty.'),
+        ({"pattern": ">.a"}, 'Invalid pattern ">.a": ">" must be the last segment.'),
+        (
+            {"pattern": "a.*", "client_id": 5},
+            'Parameter "client_id" for method "subscribe" must be a string, but was 5.',
+        ),
+    ],
+)
+def test_subscribe_param_errors(params: dict, message: str) -> None:
+    conn = ServerConnection(make_broker())
+    answer = exchange(conn, jsonrpc("subscribe", {"client_id": "alice", **params}))
+    assert answer["error"] == {"code": ErrorCode.INVALID_PARAMS, "message": message}
+
+
+@pytest.mark.parametrize("option", ["exclude_self", "report"])
+def test_publish_option_must_be_a_boolean(option: str) -> None:
+    conn = ServerConnection(make_broker())
+    params = {"client_id": "alice", "event_name": "e", "value": 1, option: "yes"}
+    answer = exchange(conn, jsonrpc("publish", params))
+    assert answer["error"] == {
+        "code": ErrorCode.INVALID_PARAMS,
+        "message": f'Parameter "{option}" for method "publish" must be a boolean, but was "yes".',
+    }
+    # null means the default, for a client that always sends its options.
+    params[option] = None
+    assert exchange(conn, jsonrpc("publish", params))["result"] == {"listeners": 0, "client_id": "alice"}
+
+
+def test_wire_pattern_subscription_and_report_in_both_dialects() -> None:
+    broker = make_broker()
+    sub, pub = ServerConnection(broker), ServerConnection(broker)
+    answer = exchange(sub, jsonrpc("subscribe", {"client_id": "bob", "pattern": "user::*"}))
+    sid = answer["result"]["subscription_id"]
+    answer = exchange(
+        pub,
+        {
+            "jsonrpc": "2.0",
+            "method": "publish",
+            "params": {
+                "request_id": "r1",
+                "client_id": "alice",
+                "event_name": "user.x",
+                "value": 7,
+                "report": True,
+            },
+        },
+    )
+    assert answer["params"]["result"] == {"listeners": 1, "client_id": "alice", "delivered": 1, "dropped": 0}
+    assert orjson.loads(sub.data_to_send()) == {
+        "jsonrpc": "2.0",
+        "method": "event",
+        "params": {"event_name": "user.x", "value": 7, "subscription_id": sid},
+    }
