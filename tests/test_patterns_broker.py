@@ -17,7 +17,15 @@ from hypothesis import strategies as st
 from test_broker import FakeConnection, make_broker, rejected, subscribe
 from test_broker_hooks import ClosingConnection, RecordingBackplane
 
-from pubsub_rpc import Broker, ClientInfo, ErrorCode, Pattern, PatternError, ServerConnection
+from pubsub_rpc import (
+    Broker,
+    ClientInfo,
+    ErrorCode,
+    InProcessConnection,
+    Pattern,
+    PatternError,
+    ServerConnection,
+)
 from pubsub_rpc._rules import ClientRules, Rule
 
 
@@ -331,3 +339,48 @@ def test_wire_pattern_subscription_and_report_in_both_dialects() -> None:
         "method": "event",
         "params": {"event_name": "user.x", "value": 7, "subscription_id": sid},
     }
+
+
+def test_in_process_flavour_has_the_same_params_and_texts() -> None:
+    broker = make_broker()
+    conn = InProcessConnection(broker, connection_id="c")
+    conn.data_to_send()  # the handshake
+
+    def ask(method: str, params: dict) -> dict:
+        conn.receive_data([{"id": "c", "request_id": "r", "method": method, "params": params}])
+        [answer] = conn.data_to_send()
+        return answer
+
+    assert ask("subscribe", {"client_id": "bob", "pattern": "a.b", "event_name": "a"})["error_message"] == (
+        'Request for method "subscribe" must give either "event_name" or "pattern", not both.'
+    )
+    assert ask("subscribe", {"client_id": "bob", "pattern": "a.>.b"})["error_message"] == (
+        'Invalid pattern "a.>.b": ">" must be the last segment.'
+    )
+    assert (
+        ask("subscribe", {"client_id": 5, "pattern": "a"})["error_message"]
+        == "Expected client_id, and event_name."
+    )
+    sid = ask("subscribe", {"client_id": "bob", "pattern": "a.*"})["result"]["subscription_id"]
+    answer = ask("publish", {"client_id": "bob", "event_name": "a.b", "value": 1, "report": 1})
+    assert answer["error_code"] == ErrorCode.INVALID_PARAMS
+    assert answer["error_message"] == 'Parameter "report" for method "publish" must be a boolean, but was 1.'
+    conn.receive_data(
+        [
+            {
+                "id": "c",
+                "request_id": "r2",
+                "method": "publish",
+                "params": {
+                    "client_id": "bob",
+                    "event_name": "a::b",
+                    "value": 1,
+                    "exclude_self": False,
+                    "report": True,
+                },
+            }
+        ]
+    )
+    event, answer = conn.data_to_send()
+    assert event == ["a::b", 1, sid]
+    assert answer["result"] == {"listeners": 1, "client_id": "bob", "delivered": 1, "dropped": 0}
