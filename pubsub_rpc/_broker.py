@@ -27,7 +27,7 @@ import orjson
 
 from ._errors import ErrorCode, LocalProtocolError, RequestError
 from ._messages import ClientInfo, JSONValue
-from ._patterns import Pattern, PatternIndex
+from ._patterns import Pattern, PatternIndex, split_name
 from ._registry import ADHOC_PREFIX, ClientRegistry
 from ._subscriptions import Backplane, Subscriber, Subscription
 from ._wire import EncodedEvent
@@ -200,13 +200,17 @@ class Broker:
     def _fan_out_patterns(self, event: EncodedEvent, exclude_client_id: str | None) -> tuple[int, int]:
         delivered = dropped = 0
         name = event.event_name
+        segments: list[str] | None = None
         # match() returns a new list: a snapshot, as above.
         for subscription in self._patterns.match(name):
             if subscription.client_id == exclude_client_id:
                 continue
             rule = subscription.filter
-            if rule is not None and not rule.permits_name(name):
-                continue
+            if rule is not None:
+                if segments is None:
+                    segments = split_name(name)
+                if not rule.permits(segments):
+                    continue
             if subscription.connection.push_event(event, subscription):
                 delivered += 1
             else:

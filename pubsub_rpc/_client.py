@@ -120,7 +120,7 @@ class ClientConnection:
 
     @property
     def subscriptions(self) -> dict[str, str]:
-        """Live local subscriptions: subscription id -> event name (a copy)."""
+        """Live local subscriptions: subscription id -> event name or pattern (a copy)."""
         return dict(self._book.subscriptions)
 
     @property

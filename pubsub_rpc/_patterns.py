@@ -35,6 +35,9 @@ ONE: Final = "*"
 REST: Final = ">"
 _SEPARATOR: Final = re.compile(r"\.|::")
 _WILDCARD_CHARS: Final = frozenset("*>")
+# Patterns up to this length are cached once parsed (clients resubscribe to
+# the same few); longer ones are rare and would let a peer pin memory.
+_CACHE_MAX_LENGTH: Final = 256
 
 T = TypeVar("T")
 
@@ -64,7 +67,7 @@ class Pattern:
     @classmethod
     def parse(cls, text: str) -> Pattern:
         """Parse ``text``, or raise ``PatternError`` saying what is wrong with it."""
-        return _parse(text)
+        return _parse_cached(text) if len(text) <= _CACHE_MAX_LENGTH else _parse(text)
 
     def matches(self, name: str) -> bool:
         """Whether the event name ``name`` matches this pattern."""
@@ -91,7 +94,6 @@ def _invalid(text: str, reason: str) -> PatternError:
     return PatternError(f"Invalid pattern {describe(text)}: {reason}.")
 
 
-@lru_cache(maxsize=4096)
 def _parse(text: str) -> Pattern:
     if not text:
         raise _invalid(text, "it is empty")
@@ -105,6 +107,9 @@ def _parse(text: str) -> Pattern:
     if parts[-1] == REST:
         return Pattern(text, tuple(parts[:-1]), True)
     return Pattern(text, tuple(parts), False)
+
+
+_parse_cached: Final = lru_cache(maxsize=4096)(_parse)
 
 
 def _one(a: str, b: str) -> str | None:
@@ -144,12 +149,14 @@ def covered(target: Pattern, cover: Iterable[Pattern]) -> bool:
     with the name so far.  Where the target allows any segment (``*``, or
     past its ``>``), only the literals the cover spells there plus "any other
     segment" can make a difference, so those few classes are explored; the
-    states are memoised, and past the longest pattern nothing changes.
+    states are memoised, and past the longest cover pattern only its ``>``
+    patterns are left, which match whatever follows: so the walk (and its
+    recursion) is never deeper than the cover, however long the target.
     """
     patterns = tuple(p for p in cover if intersect(target, p) is not None)
     if not patterns:
         return False
-    horizon = max(len(target.segments), max(len(p.segments) for p in patterns)) + 1
+    horizon = max(len(p.segments) for p in patterns) + 1
     memo: dict[tuple[int, frozenset[int]], bool] = {}
 
     def ends_ok(position: int, alive: frozenset[int]) -> bool:
@@ -169,12 +176,14 @@ def covered(target: Pattern, cover: Iterable[Pattern]) -> bool:
         can_end = (position == length and not target.rest) or (target.rest and position > length)
         can_go_on = position < length or target.rest
         result = True
-        if can_end and not ends_ok(position, alive):
+        if position >= horizon:
+            # Every cover pattern still alive is a ">" one past its own
+            # segments (the others died on the way here): each matches every
+            # name that ends here or goes on.
+            assert all(patterns[i].rest for i in alive)
+            result = bool(alive)
+        elif can_end and not ends_ok(position, alive):
             result = False
-        elif can_go_on and position >= horizon:
-            # Every cover pattern still alive is past its own segments: only a
-            # ">" one matches the longer names, and then all of them.
-            result = any(patterns[i].rest for i in alive)
         elif can_go_on:
             own = target.segments[position] if position < length else ONE
             choices: set[str | None] = {own} if own != ONE else {None}

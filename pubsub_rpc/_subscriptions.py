@@ -37,7 +37,10 @@ class Backplane(Protocol):
     """
 
     def subscription_added(self, subscription: Subscription) -> None:
-        """A subscription was stored (also called for each one alive when attached)."""
+        """A subscription was stored (also called for each one alive when attached).
+
+        It may be a pattern subscription: see ``Subscription.pattern``.
+        """
 
     def subscription_removed(self, subscription: Subscription) -> None:
         """A subscription is gone (unsubscribed, or its connection closed)."""

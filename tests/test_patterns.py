@@ -173,6 +173,10 @@ def test_covered_examples() -> None:
     # Many wildcards against many literals: memoised, so it stays quick.
     wide = p(".".join(["*"] * 12))
     assert not covered(wide, [p(".".join(["a"] * 12)), p(".".join(["b"] * 11) + ".*")])
+    # A client's pattern may be far longer than any rule: no deeper walk (nor recursion) for that.
+    huge = p(".".join(["*"] * 5000) + ".>")
+    assert covered(huge, [p(">")]) and covered(huge, [p("*.*.>")])
+    assert not covered(huge, [p("a.>"), p("*.b.>")])
 
 
 def test_schema_regex_accepts_exactly_the_valid_patterns() -> None:

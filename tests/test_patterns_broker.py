@@ -384,3 +384,15 @@ def test_in_process_flavour_has_the_same_params_and_texts() -> None:
     event, answer = conn.data_to_send()
     assert event == ["a::b", 1, sid]
     assert answer["result"] == {"listeners": 1, "client_id": "bob", "delivered": 1, "dropped": 0}
+
+
+def test_a_very_long_pattern_against_rules_is_decided_not_crashed() -> None:
+    broker = ruled_broker(subscribe_allow=("public.>",), subscribe_deny=("public.secret.>",))
+    conn = FakeConnection()
+    long_ok = "public." + ".".join(["*"] * 5000)
+    sid = psubscribe(broker, conn, "ruled", long_ok)
+    assert broker._by_id[sid].filter is not None  # public.secret.* ... is in it too
+    long_denied = "public.secret." + ".".join(["*"] * 5000)
+    error = rejected(broker.subscribe_pattern, conn, "ruled", Pattern.parse(long_denied))
+    assert error.code == ErrorCode.SUBSCRIBE_FORBIDDEN
+    assert error.message.startswith('You are not allowed to subscribe to any event matching "public.secret.*')
