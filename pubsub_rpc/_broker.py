@@ -190,19 +190,24 @@ class Broker:
                 else:
                     dropped += 1
         if self._patterns.count:
-            more, lost = self._fan_out_patterns(event, exclude_client_id)
-            delivered += more
-            dropped += lost
+            matched = self._patterns.match(event.event_name)
+            if matched:
+                more, lost = self._fan_out_patterns(event, matched, exclude_client_id)
+                delivered += more
+                dropped += lost
         self.events_delivered += delivered
         self.events_dropped += dropped
         return delivered, dropped
 
-    def _fan_out_patterns(self, event: EncodedEvent, exclude_client_id: str | None) -> tuple[int, int]:
+    def _fan_out_patterns(
+        self, event: EncodedEvent, matched: list[Subscription], exclude_client_id: str | None
+    ) -> tuple[int, int]:
         delivered = dropped = 0
         name = event.event_name
         segments: list[str] | None = None
-        # match() returns a new list: a snapshot, as above.
-        for subscription in self._patterns.match(name):
+        # ``matched`` is never changed by the index (removals replace its
+        # cache), so it is a snapshot, as above.
+        for subscription in matched:
             if subscription.client_id == exclude_client_id:
                 continue
             rule = subscription.filter

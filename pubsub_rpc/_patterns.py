@@ -36,8 +36,10 @@ REST: Final = ">"
 _SEPARATOR: Final = re.compile(r"\.|::")
 _WILDCARD_CHARS: Final = frozenset("*>")
 # Patterns up to this length are cached once parsed (clients resubscribe to
-# the same few); longer ones are rare and would let a peer pin memory.
+# the same few), and so are the matches of names up to this length; longer
+# ones are rare and would let a peer pin memory.
 _CACHE_MAX_LENGTH: Final = 256
+_MATCH_CACHE_SIZE: Final = 10_000
 
 T = TypeVar("T")
 
@@ -232,11 +234,14 @@ class PatternIndex(Generic[T]):
     Finding the matches of a name walks the trie once per segment, following
     the literal child and the ``*`` child of every node reached, and collects
     the ``>`` bucket of each node passed; the cost depends on the name and the
-    trie's shape, not on how many patterns there are.
+    trie's shape, not on how many patterns there are.  The result per name is
+    cached until the next ``add`` or ``remove`` (the same few names recur), so
+    a steady set of patterns costs one dict lookup per publish.
     """
 
     def __init__(self) -> None:
         self._root: _Node[T] = _Node()
+        self._matches: dict[str, list[T]] = {}
         #: Number of values stored (a plain attribute: the broker tests it per publish).
         self.count = 0
 
@@ -255,6 +260,7 @@ class PatternIndex(Generic[T]):
                 node = node.literal.setdefault(segment, _Node())
         (node.rest if pattern.rest else node.here)[key] = value
         self.count += 1
+        self._matches.clear()
 
     def remove(self, pattern: Pattern, key: int) -> None:
         """Remove what ``add(pattern, key, ...)`` stored, pruning emptied nodes."""
@@ -267,6 +273,7 @@ class PatternIndex(Generic[T]):
             node = child
         del (node.rest if pattern.rest else node.here)[key]
         self.count -= 1
+        self._matches.clear()
         for parent, segment in reversed(path):
             if not node.empty():
                 break
@@ -288,7 +295,19 @@ class PatternIndex(Generic[T]):
         return (node.rest if pattern.rest else node.here).get(key)
 
     def match(self, name: str) -> list[T]:
-        """Every value whose pattern matches ``name``, in the order of their keys."""
+        """Every value whose pattern matches ``name``, in the order of their keys.
+
+        The list may be shared with later calls: read it, never change it.
+        """
+        cached = self._matches.get(name)
+        if cached is not None:
+            return cached
+        values = self._walk_name(name)
+        if len(name) <= _CACHE_MAX_LENGTH and len(self._matches) < _MATCH_CACHE_SIZE:
+            self._matches[name] = values
+        return values
+
+    def _walk_name(self, name: str) -> list[T]:
         found: dict[int, T] = {}
         frontier = [self._root]
         for segment in split_name(name):

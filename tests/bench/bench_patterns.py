@@ -10,7 +10,10 @@ subscriptions of mixed shapes (``app17.*``, ``app17.>``, ``*.evt17``,
 * ``miss``: none of them matches the published name, so the figure is the
   cost of consulting the trie on every publish;
 * ``hit``: the same plus 4 patterns that do match (``bench.*``, ``bench.>``,
-  ``*.w1``, ``>``), so each publish is delivered 5 times.
+  ``*.*``, ``>``), so each publish is delivered 5 times;
+* ``cold``: as ``hit``, but every publish names a different event
+  (``bench.<seq>``), so the per-name match cache never helps and every
+  publish walks the trie; only the 4 patterns receive (4 deliveries).
 
 The first row (``exact``, no patterns at all) is the path every server
 without patterns takes.  Prints publishes/s and delivered events/s, median
@@ -28,15 +31,34 @@ import statistics
 import time
 
 # Run as a script, this directory is on sys.path: reuse bench_core's frames.
-from bench_core import frames
+import orjson
+from bench_core import CHUNK, frames, payload
 
 from pubsub_rpc import Broker, ClientInfo, Pattern, ServerConnection
 
 SHAPES = ("app{i}.*", "app{i}.>", "*.evt{i}", "app{i}.*.state", "app::{i}::*::x", "*.*.k{i}")
-MATCHING = ("bench.*", "bench.>", "*.w1", ">")
+MATCHING = ("bench.*", "bench.>", "*.*", ">")
 
 
-def run_once(patterns: int, hit: bool, publishes: int) -> tuple[float, int]:
+def cold_frames(count: int) -> list[bytes]:
+    """Like bench_core.frames (request dialect), but each publish names its own event."""
+    lines = [
+        orjson.dumps(
+            {
+                "jsonrpc": "2.0",
+                "method": "publish",
+                "params": {"client_id": "publisher", "event_name": f"bench.{seq}", "value": payload(seq)},
+                "id": seq,
+            }
+        )
+        + b"\n"
+        for seq in range(count)
+    ]
+    step = max(1, CHUNK // len(lines[0]))
+    return [b"".join(lines[i : i + step]) for i in range(0, count, step)]
+
+
+def run_once(patterns: int, hit: bool, publishes: int, cold: bool = False) -> tuple[float, int]:
     """Returns (CPU seconds, events delivered) for one run."""
     broker = Broker(max_subscriptions=patterns + len(MATCHING) + 1)
     broker.register_client(ClientInfo("publisher"))
@@ -55,7 +77,7 @@ def run_once(patterns: int, hit: bool, publishes: int) -> tuple[float, int]:
     exact.data_to_send()
     holder.data_to_send()
     publisher = ServerConnection(broker, max_outbound=1 << 40)
-    chunks = frames(publishes, "request")
+    chunks = cold_frames(publishes) if cold else frames(publishes, "request")
     start = time.process_time()
     for chunk in chunks:
         publisher.receive_data(chunk)
@@ -63,7 +85,7 @@ def run_once(patterns: int, hit: bool, publishes: int) -> tuple[float, int]:
         exact.data_to_send()
         holder.data_to_send()
     elapsed = time.process_time() - start
-    expected = publishes * (1 + (len(MATCHING) if hit else 0))
+    expected = publishes * ((0 if cold else 1) + (len(MATCHING) if hit else 0))
     assert broker.events_delivered == expected, (broker.events_delivered, expected)
     return elapsed, expected
 
@@ -80,8 +102,9 @@ def main() -> None:
     cells = [("exact", 0, False)]
     cells += [("miss", n, False) for n in (1_000, 10_000)]
     cells += [("hit", n, True) for n in (0, 1_000, 10_000)]
+    cells += [("cold", n, True) for n in (0, 1_000, 10_000)]
     for name, patterns, hit in cells:
-        runs = [run_once(patterns, hit, args.publishes) for _ in range(args.repeat)]
+        runs = [run_once(patterns, hit, args.publishes, name == "cold") for _ in range(args.repeat)]
         median = statistics.median(elapsed for elapsed, _ in runs)
         delivered = runs[0][1]
         print(f"{name:<7}{patterns:>9,}{args.publishes / median:>14,.0f}{delivered / median:>14,.0f}")
