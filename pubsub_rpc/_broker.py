@@ -227,6 +227,7 @@ class Broker:
         info = self._subscriber(connection, client_id)
         if info.rules is not None:
             info.rules.check_subscribe(event_name)
+        self._check_limit(connection)
         subscription = Subscription(str(uuid.uuid4()), event_name, info.id, connection)
         self._by_event.setdefault(event_name, {})[subscription.id] = subscription
         return self._stored(subscription)
@@ -242,6 +243,7 @@ class Broker:
         """
         info = self._subscriber(connection, client_id)
         rule = info.rules.pattern_filter(pattern) if info.rules is not None else None
+        self._check_limit(connection)
         self._sequence += 1
         subscription = Subscription(
             str(uuid.uuid4()),
@@ -256,17 +258,19 @@ class Broker:
         return self._stored(subscription)
 
     def _subscriber(self, connection: Subscriber, client_id: str | None) -> ClientInfo:
-        # Identity, right to subscribe, then the per-connection limit.
+        # Identity and the right to subscribe; the per-name rules come next.
         info = self.clients.resolve(connection, client_id)
         if not info.can_subscribe:
             raise RequestError(_NOT_ALLOWED_SUBSCRIBE, code=ErrorCode.SUBSCRIBE_FORBIDDEN)
+        return info
+
+    def _check_limit(self, connection: Subscriber) -> None:
         owned = self._by_connection.get(connection)
         if owned is not None and len(owned) >= self.max_subscriptions:
             raise RequestError(
                 f"A connection may hold at most {self.max_subscriptions} subscriptions.",
                 code=ErrorCode.LIMIT_EXCEEDED,
             )
-        return info
 
     def _stored(self, subscription: Subscription) -> dict[str, Any]:
         connection = subscription.connection

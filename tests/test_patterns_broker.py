@@ -14,6 +14,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from test_broker import FakeConnection, make_broker, rejected, subscribe
 from test_broker_hooks import ClosingConnection, RecordingBackplane
 
@@ -396,3 +397,118 @@ def test_a_very_long_pattern_against_rules_is_decided_not_crashed() -> None:
     error = rejected(broker.subscribe_pattern, conn, "ruled", Pattern.parse(long_denied))
     assert error.code == ErrorCode.SUBSCRIBE_FORBIDDEN
     assert error.message.startswith('You are not allowed to subscribe to any event matching "public.secret.*')
+
+
+def test_rules_are_checked_before_the_subscription_limit() -> None:
+    broker = Broker(max_subscriptions=1)
+    broker.register_client(ClientInfo("ruled", subscribe_deny=("x.>",)))
+    broker.start()
+    conn = FakeConnection()
+    subscribe(broker, conn, "ruled", "a")
+    assert rejected(broker.subscribe, conn, "ruled", "x.y").code == ErrorCode.SUBSCRIBE_FORBIDDEN
+    assert rejected(broker.subscribe_pattern, conn, "ruled", Pattern.parse("x.*")).code == (
+        ErrorCode.SUBSCRIBE_FORBIDDEN
+    )
+    assert rejected(broker.subscribe, conn, "ruled", "b").code == ErrorCode.LIMIT_EXCEEDED
+
+
+# -- a model of exact and pattern subscriptions under churn ---------------------------------
+
+UNIVERSE = [".".join(p) for n in range(1, 6) for p in itertools.product("abc", repeat=n)]
+SMALL_NAMES = st.sampled_from([n for n in UNIVERSE if n.count(".") < 3] + ["a::b", "a::b.c"])
+RULED_RULES = {"subscribe_allow": ("a.>",), "subscribe_deny": ("a.b", "a.b.>")}
+
+
+def permitted_for_ruled(name: str) -> bool:
+    segments = name.replace("::", ".").split(".")
+    return segments[0] == "a" and len(segments) > 1 and segments[:2] != ["a", "b"]
+
+
+class PatternMachine(RuleBasedStateMachine):
+    """Exact and pattern subscriptions, publishes and closed connections against a plain model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broker = Broker()
+        for client in ("alice", "bob"):
+            self.broker.register_client(ClientInfo(client))
+        self.broker.register_client(ClientInfo("ruled", **RULED_RULES))
+        self.broker.start()
+        self.conns = [FakeConnection() for _ in range(3)]
+        # sid -> (creation number, pattern or None, name or pattern text, owner, connection)
+        self.model: dict[str, tuple[int, Pattern | None, str, str, FakeConnection]] = {}
+        self.made = 0
+
+    def store(
+        self, result: dict, pattern: Pattern | None, text: str, owner: str, conn: FakeConnection
+    ) -> None:
+        self.made += 1
+        self.model[result["subscription_id"]] = (self.made, pattern, text, owner, conn)
+
+    @rule(index=st.integers(0, 2), owner=st.sampled_from(["alice", "bob", "ruled"]), name=SMALL_NAMES)
+    def subscribe_exact(self, index: int, owner: str, name: str) -> None:
+        conn = self.conns[index]
+        if owner == "ruled" and not permitted_for_ruled(name):
+            assert rejected(self.broker.subscribe, conn, owner, name).code == ErrorCode.SUBSCRIBE_FORBIDDEN
+            return
+        self.store(self.broker.subscribe(conn, owner, name), None, name, owner, conn)
+
+    @rule(index=st.integers(0, 2), owner=st.sampled_from(["alice", "bob", "ruled"]), text=PATTERN_TEXT)
+    def subscribe_pattern(self, index: int, owner: str, text: str) -> None:
+        conn, pattern = self.conns[index], Pattern.parse(text)
+        if owner == "ruled" and not any(pattern.matches(n) and permitted_for_ruled(n) for n in UNIVERSE):
+            error = rejected(self.broker.subscribe_pattern, conn, owner, pattern)
+            assert error.code == ErrorCode.SUBSCRIBE_FORBIDDEN
+            return
+        self.store(self.broker.subscribe_pattern(conn, owner, pattern), pattern, text, owner, conn)
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def unsubscribe(self, data: st.DataObject) -> None:
+        sid = data.draw(st.sampled_from(sorted(self.model, key=lambda s: self.model[s][0])))
+        _, _, _, owner, conn = self.model.pop(sid)
+        self.broker.unsubscribe(conn, owner, sid)
+
+    @rule(index=st.integers(0, 2))
+    def drop(self, index: int) -> None:
+        conn = self.conns[index]
+        owned = [sid for sid, entry in self.model.items() if entry[4] is conn]
+        assert self.broker.drop_connection(conn) == len(owned)
+        for sid in owned:
+            del self.model[sid]
+        self.conns[index] = FakeConnection()
+
+    @rule(publisher=st.sampled_from(["alice", "bob"]), name=SMALL_NAMES, exclude_self=st.booleans())
+    def publish(self, publisher: str, name: str, exclude_self: bool) -> None:
+        before = {c: len(c.deliveries) for c in self.conns}
+        result = self.broker.publish(
+            FakeConnection(), publisher, name, 0, exclude_self=exclude_self, report=True
+        )
+
+        def receives(entry: tuple) -> bool:
+            _, pattern, text, owner, _ = entry
+            if exclude_self and owner == publisher:
+                return False
+            if owner == "ruled" and not permitted_for_ruled(name):
+                return False
+            return text == name if pattern is None else pattern.matches(name)
+
+        chosen = sorted(
+            (entry[1] is not None, entry[0], sid) for sid, entry in self.model.items() if receives(entry)
+        )
+        delivered = [d[2] for c in self.conns for d in c.deliveries[before[c] :]]
+        assert sorted(delivered) == sorted(sid for *_, sid in chosen)
+        # Per connection, exact subscriptions first, then patterns, each in creation order.
+        for conn in self.conns:
+            mine = [sid for *_, sid in chosen if self.model[sid][4] is conn]
+            assert [d[2] for d in conn.deliveries[before[conn] :]] == mine
+        assert result["listeners"] == result["delivered"] == len(chosen) and result["dropped"] == 0
+
+    @invariant()
+    def consistent(self) -> None:
+        self.broker.check_consistency()
+        assert self.broker.subscription_count == len(self.model)
+
+
+PatternMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+test_pattern_state_machine = PatternMachine.TestCase
