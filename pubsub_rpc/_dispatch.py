@@ -104,7 +104,7 @@ def _publish(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> 
     if "value" not in params:
         raise missing_param(PUBLISH, "value")
     client_id = _client_id(params, PUBLISH)
-    if len(params) > 2 and ("exclude_self" in params or "report" in params):
+    if "exclude_self" in params or "report" in params:
         # Only clients that use the options pay for checking them.
         return broker.publish(
             connection,

@@ -239,6 +239,8 @@ class PatternIndex(Generic[T]):
     a steady set of patterns costs one dict lookup per publish.
     """
 
+    __slots__ = ("_matches", "_root", "count")
+
     def __init__(self) -> None:
         self._root: _Node[T] = _Node()
         self._matches: dict[str, list[T]] = {}

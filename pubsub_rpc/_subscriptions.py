@@ -70,16 +70,18 @@ class Subscription:
     not receive (checked per delivery), else None.
     """
 
-    __slots__ = (
+    # Slots are laid out in this order: the four every delivery reads come
+    # first, so they share the object's first cache line.
+    __slots__ = (  # noqa: RUF023
         "client_id",
         "connection",
+        "tail",
+        "tail_newline",
         "event_name",
         "filter",
         "id",
         "pattern",
         "sequence",
-        "tail",
-        "tail_newline",
     )
 
     def __init__(
