@@ -54,6 +54,7 @@ from ._messages import (
     Unsubscribe,
     UnsubscribeResult,
 )
+from ._patterns import Pattern, PatternError
 from ._server import DEFAULT_MAX_BATCH, DEFAULT_MAX_OUTBOUND, ServerConnection
 from ._wire import EncodedEvent
 
@@ -85,6 +86,8 @@ __all__ = [
     "InProcessConnection",
     "JSONValue",
     "LocalProtocolError",
+    "Pattern",
+    "PatternError",
     "Ping",
     "PingRequested",
     "PingResult",

@@ -3,26 +3,34 @@
 This is the server's state machine, independent of any wire format.  It holds
 the client registry and the subscription index, performs the operations, and
 tells a ``Backplane`` (a bridge to other servers), if one is attached, about
-subscriptions and publishes.  Connections are
-anything that implements ``Subscriber`` (a byte-stream connection, an
-in-process one); the broker only asks them to take an encoded event.
+subscriptions and publishes.  Connections are anything that implements
+``Subscriber`` (a byte-stream connection, an in-process one); the broker only
+asks them to take an encoded event.  Those interfaces and the stored
+``Subscription`` are in ``_subscriptions``.
 
 Who a request acts as is the registry's business (``_registry``).  Every
-rejection text is the original ``pub_sub``'s, character for character.
+rejection text is the original ``pub_sub``'s, character for character, except
+those of the per-name rules (``_rules``), which the original did not have.
+
+Pattern subscriptions live in a segment trie (``_patterns.PatternIndex``)
+beside the exact-name dict; a publish consults the trie only when it holds
+at least one pattern, so servers without patterns pay one integer test.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import orjson
 
 from ._errors import ErrorCode, LocalProtocolError, RequestError
 from ._messages import ClientInfo, JSONValue
-from ._registry import ADHOC_PREFIX, ClientRegistry, Party
-from ._wire import EncodedEvent, subscription_tail
+from ._patterns import Pattern, PatternIndex, split_name
+from ._registry import ADHOC_PREFIX, ClientRegistry
+from ._subscriptions import Backplane, Subscriber, Subscription
+from ._wire import EncodedEvent
 
 #: Default bound on the subscriptions one connection may hold at a time.
 DEFAULT_MAX_SUBSCRIPTIONS: Final = 1000
@@ -38,62 +46,6 @@ _NOT_ALLOWED_SUBSCRIBE: Final = "You are not allowed to subscribe to events."
 _NO_SUCH_SUBSCRIPTION: Final = "The specified subscription does not exist."
 _NOT_YOURS: Final = "That is not your subscription to cancel."
 _NOT_ALLOWED_INSPECT: Final = "You are not allowed to read server statistics."
-
-
-class Subscriber(Party, Protocol):
-    """What the broker needs from a connection (``trusted``, from ``Party``, and this)."""
-
-    def push_event(self, event: EncodedEvent, subscription: Subscription) -> bool:
-        """Queue one event for this connection; False if it takes no more events.
-
-        Must not block or raise.  A connection that is closing (a slow
-        consumer cut off during this very publish) answers False, so the
-        publisher's ``listeners`` counts only deliveries actually queued.
-        """
-
-
-class Backplane(Protocol):
-    """What the broker tells a bridge to other servers (the Redis bridge in ``transports``).
-
-    Every method is called synchronously from the broker's operations, so it
-    must not block or raise: a bridge queues what it has to send and deals
-    with its network on its own time.
-    """
-
-    def subscription_added(self, subscription: Subscription) -> None:
-        """A subscription was stored (also called for each one alive when attached)."""
-
-    def subscription_removed(self, subscription: Subscription) -> None:
-        """A subscription is gone (unsubscribed, or its connection closed)."""
-
-    def forward(self, event: EncodedEvent, exclude_client_id: str | None) -> int | None:
-        """Send a locally published event to the other servers.
-
-        ``exclude_client_id`` is the id whose subscriptions must not receive
-        it (the publisher's).  Returns how many subscriptions on other servers
-        it is expected to reach, for ``listeners``; ``None`` if the other
-        servers cannot be reached now, which the publish answer then says
-        with ``"forwarded": false``.
-        """
-
-
-class Subscription:
-    """One stored subscription (internal, mutable, owned by the broker)."""
-
-    __slots__ = ("client_id", "connection", "event_name", "id", "tail", "tail_newline")
-
-    def __init__(self, subscription_id: str, event_name: str, client_id: str, connection: Subscriber) -> None:
-        self.id = subscription_id
-        self.event_name = event_name
-        self.client_id = client_id
-        self.connection = connection
-        #: End of the event body for this subscription, and the same plus the
-        #: newline delimiter, so newline-framed delivery is two list appends.
-        self.tail = subscription_tail(subscription_id)
-        self.tail_newline = self.tail + b"\n"
-
-    def __repr__(self) -> str:
-        return f"<Subscription {self.id} to {self.event_name!r}>"
 
 
 def _unencodable(exc: orjson.JSONEncodeError) -> RequestError:
@@ -124,6 +76,9 @@ class Broker:
         self._by_event: dict[str, dict[str, Subscription]] = {}
         self._by_id: dict[str, Subscription] = {}
         self._by_connection: dict[Subscriber, dict[str, Subscription]] = {}
+        # Pattern subscriptions, keyed by their sequence number.
+        self._patterns: PatternIndex[Subscription] = PatternIndex()
+        self._sequence = 0
         # Serialised event names, cached because the same few names recur.
         self._name_json: dict[str, bytes] = {}
         #: The bridge to other servers, if any (``attach_backplane``).
@@ -160,23 +115,44 @@ class Broker:
     # -- operations --------------------------------------------------------
 
     def publish(
-        self, connection: Subscriber, client_id: str | None, event_name: str, value: JSONValue
+        self,
+        connection: Subscriber,
+        client_id: str | None,
+        event_name: str,
+        value: JSONValue,
+        *,
+        exclude_self: bool = True,
+        report: bool = False,
     ) -> dict[str, Any]:
-        """Deliver ``value`` to every subscription of ``event_name`` not owned by the publisher."""
+        """Deliver ``value`` to every subscription matching ``event_name``.
+
+        Subscriptions owned by the publisher are skipped unless
+        ``exclude_self`` is false.  With ``report`` the result also says how
+        many deliveries were queued here (``delivered``) and how many were
+        refused here by connections that were closing (``dropped``).
+        """
         info = self.clients.resolve(connection, client_id)
         if not info.can_publish:
             raise RequestError(_NOT_ALLOWED_PUBLISH, code=ErrorCode.PUBLISH_FORBIDDEN)
+        if info.rules is not None:
+            info.rules.check_publish(event_name)
         # Encoded before the loop, whoever listens: a value that cannot be
         # encoded is refused the same way with or without subscribers.
         event = self._encode(event_name, value)
-        listeners, _dropped = self._fan_out(event, info.id)
+        exclude = info.id if exclude_self else None
+        delivered, dropped = self._fan_out(event, exclude)
         self.events_published += 1
+        result: dict[str, Any] = {"listeners": delivered, "client_id": info.id}
         if self.backplane is not None:
-            remote = self.backplane.forward(event, info.id)
+            remote = self.backplane.forward(event, exclude)
             if remote is None:
-                return {"listeners": listeners, "client_id": info.id, "forwarded": False}
-            listeners += remote
-        return {"listeners": listeners, "client_id": info.id}
+                result["forwarded"] = False
+            else:
+                result["listeners"] = delivered + remote
+        if report:
+            result["delivered"] = delivered
+            result["dropped"] = dropped
+        return result
 
     def deliver_remote(self, event_name: str, value: JSONValue, exclude_client_id: str | None) -> int:
         """Fan out an event another server published; returns the deliveries queued here.
@@ -195,43 +171,114 @@ class Broker:
             raise _unencodable(exc) from None
 
     def _fan_out(self, event: EncodedEvent, exclude_client_id: str | None) -> tuple[int, int]:
-        """Queue ``event`` on every subscription of its name; returns (delivered, dropped)."""
+        """Queue ``event`` on every subscription matching its name; returns (delivered, dropped).
+
+        Exact-name subscriptions first, in the order they were made, then
+        pattern subscriptions in the order they were made.
+        """
         subscriptions = self._by_event.get(event.event_name)
-        if not subscriptions:
-            return 0, 0
         delivered = dropped = 0
-        # Hot loop: no allocation per delivery besides what push_event queues.
-        # A snapshot, because push_event may close a slow consumer, which
-        # drops its subscriptions from this very dict.
-        for subscription in tuple(subscriptions.values()):
-            if subscription.client_id == exclude_client_id:
-                continue
-            if subscription.connection.push_event(event, subscription):
-                delivered += 1
-            else:
-                dropped += 1
+        if subscriptions:
+            # Hot loop: no allocation per delivery besides what push_event queues.
+            # A snapshot, because push_event may close a slow consumer, which
+            # drops its subscriptions from this very dict.
+            for subscription in tuple(subscriptions.values()):
+                if subscription.client_id == exclude_client_id:
+                    continue
+                if subscription.connection.push_event(event, subscription):
+                    delivered += 1
+                else:
+                    dropped += 1
+        if self._patterns.count:
+            matched = self._patterns.match(event.event_name)
+            if matched:
+                more, lost = self._fan_out_patterns(event, matched, exclude_client_id)
+                delivered += more
+                dropped += lost
         self.events_delivered += delivered
         self.events_dropped += dropped
         return delivered, dropped
 
+    def _fan_out_patterns(
+        self, event: EncodedEvent, matched: list[Subscription], exclude_client_id: str | None
+    ) -> tuple[int, int]:
+        delivered = dropped = 0
+        name = event.event_name
+        segments: list[str] | None = None
+        # ``matched`` is never changed by the index (removals replace its
+        # cache), so it is a snapshot, as above.
+        for subscription in matched:
+            if subscription.client_id == exclude_client_id:
+                continue
+            rule = subscription.filter
+            if rule is not None:
+                if segments is None:
+                    segments = split_name(name)
+                if not rule.permits(segments):
+                    continue
+            if subscription.connection.push_event(event, subscription):
+                delivered += 1
+            else:
+                dropped += 1
+        return delivered, dropped
+
     def subscribe(self, connection: Subscriber, client_id: str | None, event_name: str) -> dict[str, Any]:
         """Store a new subscription, then return its id (stored before answered)."""
+        info = self._subscriber(connection, client_id)
+        if info.rules is not None:
+            info.rules.check_subscribe(event_name)
+        self._check_limit(connection)
+        subscription = Subscription(str(uuid.uuid4()), event_name, info.id, connection)
+        self._by_event.setdefault(event_name, {})[subscription.id] = subscription
+        return self._stored(subscription)
+
+    def subscribe_pattern(
+        self, connection: Subscriber, client_id: str | None, pattern: Pattern
+    ) -> dict[str, Any]:
+        """Store a new pattern subscription (``Pattern.parse`` it first), then return its id.
+
+        Refused with ``SUBSCRIBE_FORBIDDEN`` when the client's rules permit
+        no name the pattern matches; otherwise stored with a delivery filter
+        if they permit only some of them.
+        """
+        info = self._subscriber(connection, client_id)
+        rule = info.rules.pattern_filter(pattern) if info.rules is not None else None
+        self._check_limit(connection)
+        self._sequence += 1
+        subscription = Subscription(
+            str(uuid.uuid4()),
+            pattern.text,
+            info.id,
+            connection,
+            pattern=pattern,
+            filter=rule,
+            sequence=self._sequence,
+        )
+        self._patterns.add(pattern, subscription.sequence, subscription)
+        return self._stored(subscription)
+
+    def _subscriber(self, connection: Subscriber, client_id: str | None) -> ClientInfo:
+        # Identity and the right to subscribe; the per-name rules come next.
         info = self.clients.resolve(connection, client_id)
         if not info.can_subscribe:
             raise RequestError(_NOT_ALLOWED_SUBSCRIBE, code=ErrorCode.SUBSCRIBE_FORBIDDEN)
+        return info
+
+    def _check_limit(self, connection: Subscriber) -> None:
         owned = self._by_connection.get(connection)
         if owned is not None and len(owned) >= self.max_subscriptions:
             raise RequestError(
                 f"A connection may hold at most {self.max_subscriptions} subscriptions.",
                 code=ErrorCode.LIMIT_EXCEEDED,
             )
-        subscription = Subscription(str(uuid.uuid4()), event_name, info.id, connection)
-        self._by_event.setdefault(event_name, {})[subscription.id] = subscription
+
+    def _stored(self, subscription: Subscription) -> dict[str, Any]:
+        connection = subscription.connection
         self._by_id[subscription.id] = subscription
         self._by_connection.setdefault(connection, {})[subscription.id] = subscription
         if self.backplane is not None:
             self.backplane.subscription_added(subscription)
-        return {"subscription_id": subscription.id, "client_id": info.id}
+        return {"subscription_id": subscription.id, "client_id": subscription.client_id}
 
     def unsubscribe(
         self, connection: Subscriber, client_id: str | None, subscription_id: str
@@ -245,13 +292,19 @@ class Broker:
         self._remove(subscription)
         return {}
 
-    def _remove(self, subscription: Subscription) -> None:
+    def _unindex(self, subscription: Subscription) -> None:
         del self._by_id[subscription.id]
+        if subscription.pattern is not None:
+            self._patterns.remove(subscription.pattern, subscription.sequence)
+            return
         by_name = self._by_event[subscription.event_name]
         del by_name[subscription.id]
         if not by_name:
             # Unlike the original, empty lists do not pile up for one-off names.
             del self._by_event[subscription.event_name]
+
+    def _remove(self, subscription: Subscription) -> None:
+        self._unindex(subscription)
         owned = self._by_connection[subscription.connection]
         del owned[subscription.id]
         if not owned:
@@ -263,11 +316,7 @@ class Broker:
         """Forget everything a closed connection owned; returns subscriptions removed."""
         owned = self._by_connection.pop(connection, {})
         for subscription in list(owned.values()):
-            del self._by_id[subscription.id]
-            by_name = self._by_event[subscription.event_name]
-            del by_name[subscription.id]
-            if not by_name:
-                del self._by_event[subscription.event_name]
+            self._unindex(subscription)
             if self.backplane is not None:
                 self.backplane.subscription_removed(subscription)
         self.clients.drop(connection)
@@ -326,8 +375,12 @@ class Broker:
         return len(self._by_connection.get(connection, ()))
 
     def listener_count(self, event_name: str) -> int:
-        """Number of subscriptions to ``event_name`` (before publisher exclusion)."""
-        return len(self._by_event.get(event_name, ()))
+        """Subscriptions an event named ``event_name`` would reach (exact and pattern).
+
+        Counted before publisher exclusion and before the delivery filters of rules.
+        """
+        exact = len(self._by_event.get(event_name, ()))
+        return exact + len(self._patterns.match(event_name)) if self._patterns.count else exact
 
     @property
     def connections_held(self) -> int:
@@ -337,11 +390,18 @@ class Broker:
     def check_consistency(self) -> None:
         """Raise ``AssertionError`` if the indexes disagree (for tests and debugging)."""
         by_event = {s.id for subs in self._by_event.values() for s in subs.values()}
+        listed = [s.id for s in self._patterns.walk()]
+        by_pattern = set(listed)
+        assert len(listed) == len(by_pattern) == self._patterns.count, "pattern index miscounts"
         by_connection = {s.id for subs in self._by_connection.values() for s in subs.values()}
-        assert by_event == set(self._by_id) == by_connection, "subscription indexes disagree"
+        assert by_event | by_pattern == set(self._by_id) == by_connection, "subscription indexes disagree"
+        assert not by_event & by_pattern, "a subscription is both exact and pattern"
         assert all(self._by_event.values()) and all(self._by_connection.values()), "empty index entries"
         for subscription in self._by_id.values():
-            assert self._by_event[subscription.event_name][subscription.id] is subscription
+            if subscription.pattern is not None:
+                assert self._patterns.get(subscription.pattern, subscription.sequence) is subscription
+            else:
+                assert self._by_event[subscription.event_name][subscription.id] is subscription
             assert self._by_connection[subscription.connection][subscription.id] is subscription
         self.clients.check_consistency()
 

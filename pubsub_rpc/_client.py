@@ -45,7 +45,8 @@ from ._messages import (
     JSONValue,
     Result,
 )
-from ._requests import INVALID_RESPONSE, RequestBook, failure
+from ._patterns import Pattern
+from ._requests import INVALID_RESPONSE, RequestBook, failure, publish_params
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,7 +121,7 @@ class ClientConnection:
 
     @property
     def subscriptions(self) -> dict[str, str]:
-        """Live local subscriptions: subscription id -> event name (a copy)."""
+        """Live local subscriptions: subscription id -> event name or pattern (a copy)."""
         return dict(self._book.subscriptions)
 
     @property
@@ -130,13 +131,29 @@ class ClientConnection:
 
     # -- requests ----------------------------------------------------------
 
-    def publish(self, event_name: str, value: JSONValue) -> tuple[int, bytes]:
-        """Start a publish; returns the request key and the bytes to send."""
-        return self._request(PUBLISH, {"event_name": event_name, "value": value}, None)
+    def publish(
+        self, event_name: str, value: JSONValue, *, exclude_self: bool = True, report: bool = False
+    ) -> tuple[int, bytes]:
+        """Start a publish; returns the request key and the bytes to send.
+
+        ``exclude_self=False`` lets this client's own subscriptions receive
+        the event; ``report=True`` asks for ``delivered`` and ``dropped`` in
+        the ``PublishResult``.  Left at their defaults, they are not sent.
+        """
+        return self._request(PUBLISH, publish_params(event_name, value, exclude_self, report), None)
 
     def subscribe(self, event_name: str) -> tuple[int, bytes]:
-        """Start a subscribe; returns the request key and the bytes to send."""
+        """Start a subscribe to exactly ``event_name``; returns the request key and the bytes to send."""
         return self._request(SUBSCRIBE, {"event_name": event_name}, event_name)
+
+    def psubscribe(self, pattern: str) -> tuple[int, bytes]:
+        """Start a pattern subscribe; returns the request key and the bytes to send.
+
+        Events for it carry the real event name.  Raises ``PatternError`` (a
+        ``ValueError``) at once if ``pattern`` is not valid.
+        """
+        parsed = Pattern.parse(pattern)
+        return self._request(SUBSCRIBE, {"pattern": pattern}, pattern, parsed)
 
     def unsubscribe(self, subscription_id: str) -> tuple[int, bytes]:
         """Start an unsubscribe; returns the request key and the bytes to send."""
@@ -159,8 +176,10 @@ class ClientConnection:
             params["client_id"] = self._book.client_id
         return encode(notification(PUBLISH, params), self.framing)
 
-    def _request(self, method: str, params: dict[str, Any], argument: str | None) -> tuple[int, bytes]:
-        key = self._book.start(method, argument)
+    def _request(
+        self, method: str, params: dict[str, Any], argument: str | None, pattern: Pattern | None = None
+    ) -> tuple[int, bytes]:
+        key = self._book.start(method, argument, pattern)
         if self._book.client_id is not None:
             params["client_id"] = self._book.client_id
         if self.dialect is Dialect.JSONRPC:

@@ -138,6 +138,13 @@ def load_json(path: Path) -> Any:
         raise VectorError(f"{path}: cannot read it ({exc})") from None
 
 
+_RULE_KEYS: Final = ("publish_allow", "publish_deny", "subscribe_allow", "subscribe_deny")
+
+
+def _rules(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: tuple(item[key]) for key in _RULE_KEYS if key in item}
+
+
 def load_suite(spec_dir: str | os.PathLike[str] | None = None) -> Suite:
     """Load clients.json and every case file of ``find_spec_dir(spec_dir)``."""
     root = find_spec_dir(spec_dir)
@@ -149,10 +156,12 @@ def load_suite(spec_dir: str | os.PathLike[str] | None = None) -> Suite:
                 can_publish=item["can_publish"],
                 can_subscribe=item["can_subscribe"],
                 can_inspect=item.get("can_inspect", False),
+                # Optional per-name rules (arrays of patterns), as in a clients file.
+                **_rules(item),
             )
             for item in load_json(vectors / "clients.json")["clients"]
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise VectorError(f"{vectors / 'clients.json'}: malformed ({exc!r})") from None
     cases: list[Case] = []
     for path in sorted(vectors.glob("*.json")):

@@ -23,11 +23,10 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Final
 
-import orjson
-
 from ._broker import Broker, Subscriber
-from ._errors import ErrorCode, RequestError
+from ._errors import ErrorCode, RequestError, describe
 from ._messages import PING, PUBLISH, STATS, SUBSCRIBE, UNSUBSCRIBE
+from ._patterns import Pattern, PatternError
 
 # jsonrpcserver 5.0.9 (pinned: its last release) reads its JSON Schema at
 # import with importlib.resources.read_text/open_text, deprecated on Python
@@ -39,35 +38,6 @@ with warnings.catch_warnings():
     from jsonrpcserver import Error, Result, Success, dispatch_to_serializable
 
 _MISSING: Final = object()
-_MAX_SHOWN: Final = 80
-
-
-def describe(value: object) -> str:
-    """A value as JSON for an error text, cut short so errors stay small.
-
-    Never raises: a value nested deeper than orjson writes (254 levels; a
-    request may nest 1024) is cut at a depth whose text lies beyond what is
-    shown anyway, and anything else that is not JSON is shown by type.
-    """
-    try:
-        text = orjson.dumps(value).decode()
-    except TypeError:
-        try:
-            text = orjson.dumps(_prune(value, _MAX_SHOWN)).decode()
-        except TypeError:
-            text = f"<{type(value).__name__}>"
-    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
-
-
-def _prune(value: object, depth: int) -> object:
-    # Every level costs at least one character of JSON before its first
-    # member, so cutting at a depth of _MAX_SHOWN does not change the prefix
-    # that describe() shows.
-    if type(value) is list:
-        return [_prune(member, depth - 1) for member in value] if depth > 0 else []
-    if type(value) is dict:
-        return {key: _prune(member, depth - 1) for key, member in value.items()} if depth > 0 else {}
-    return value
 
 
 def missing_param(method: str, name: str) -> RequestError:
@@ -104,16 +74,68 @@ def _client_id(params: dict[str, Any], method: str) -> str | None:
     raise _not_a_string(method, "client_id", value)
 
 
+def optional_flag(params: dict[str, Any], method: str, name: str, default: bool) -> bool:
+    """An optional boolean param: absent or null means ``default``."""
+    value = params.get(name)
+    if value is None:
+        return default
+    if type(value) is not bool:
+        raise RequestError(
+            f'Parameter "{name}" for method "{method}" must be a boolean, but was {describe(value)}.',
+            code=ErrorCode.INVALID_PARAMS,
+        )
+    return value
+
+
+def pattern_param(params: dict[str, Any]) -> str | None:
+    """The ``pattern`` param of a subscribe (None: an exact subscription), checked for shape.
+
+    Exactly one of ``event_name`` and ``pattern`` (null counts as absent) may
+    be given; with neither, the text is the original's missing ``event_name``.
+    """
+    pattern = params.get("pattern")
+    if pattern is None:
+        return None
+    if "event_name" in params:
+        raise RequestError(BOTH_TARGETS, code=ErrorCode.INVALID_PARAMS)
+    if type(pattern) is not str:
+        raise _not_a_string(SUBSCRIBE, "pattern", pattern)
+    return pattern
+
+
+#: The text for a subscribe that names an event and a pattern.
+BOTH_TARGETS: Final = 'Request for method "subscribe" must give either "event_name" or "pattern", not both.'
+
+
 def _publish(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> dict[str, Any]:
     event_name = _required_string(params, PUBLISH, "event_name")
     if "value" not in params:
         raise missing_param(PUBLISH, "value")
-    return broker.publish(connection, _client_id(params, PUBLISH), event_name, params["value"])
+    client_id = _client_id(params, PUBLISH)
+    if "exclude_self" in params or "report" in params:
+        # Only clients that use the options pay for checking them.
+        return broker.publish(
+            connection,
+            client_id,
+            event_name,
+            params["value"],
+            exclude_self=optional_flag(params, PUBLISH, "exclude_self", True),
+            report=optional_flag(params, PUBLISH, "report", False),
+        )
+    return broker.publish(connection, client_id, event_name, params["value"])
 
 
 def _subscribe(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> dict[str, Any]:
-    event_name = _required_string(params, SUBSCRIBE, "event_name")
-    return broker.subscribe(connection, _client_id(params, SUBSCRIBE), event_name)
+    pattern = pattern_param(params)
+    if pattern is None:
+        event_name = _required_string(params, SUBSCRIBE, "event_name")
+        return broker.subscribe(connection, _client_id(params, SUBSCRIBE), event_name)
+    client_id = _client_id(params, SUBSCRIBE)
+    try:
+        parsed = Pattern.parse(pattern)
+    except PatternError as exc:
+        raise RequestError(str(exc), code=ErrorCode.INVALID_PARAMS) from None
+    return broker.subscribe_pattern(connection, client_id, parsed)
 
 
 def _unsubscribe(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,9 @@ their code so a transport can always turn an error into a wire answer.
 from __future__ import annotations
 
 import enum
+from typing import Final
+
+import orjson
 
 
 @enum.unique
@@ -54,6 +57,37 @@ def error_code_from_int(code: int) -> ErrorCode | int:
         return ErrorCode(code)
     except ValueError:
         return code
+
+
+_MAX_SHOWN: Final = 80
+
+
+def describe(value: object) -> str:
+    """A value as JSON for an error text, cut short so errors stay small.
+
+    Never raises: a value nested deeper than orjson writes (254 levels; a
+    request may nest 1024) is cut at a depth whose text lies beyond what is
+    shown anyway, and anything else that is not JSON is shown by type.
+    """
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        try:
+            text = orjson.dumps(_prune(value, _MAX_SHOWN)).decode()
+        except TypeError:
+            text = f"<{type(value).__name__}>"
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def _prune(value: object, depth: int) -> object:
+    # Every level costs at least one character of JSON before its first
+    # member, so cutting at a depth of _MAX_SHOWN does not change the prefix
+    # that describe() shows.
+    if type(value) is list:
+        return [_prune(member, depth - 1) for member in value] if depth > 0 else []
+    if type(value) is dict:
+        return {key: _prune(member, depth - 1) for key, member in value.items()} if depth > 0 else {}
+    return value
 
 
 class PubSubError(Exception):

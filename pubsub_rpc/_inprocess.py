@@ -9,7 +9,9 @@ naturally:
   ``{"id": <connection id>, "request_id": <str>, "method": <str>, "params": {...}}``
   with ``params`` holding ``client_id`` (str or None) plus ``event_name`` and
   ``value`` (publish), ``event_name`` (subscribe) or ``subscription_id``
-  (unsubscribe).  ``ping`` (empty params) is our addition;
+  (unsubscribe).  ``ping`` (empty params) is our addition, and so are the
+  optional ``pattern`` of subscribe (instead of ``event_name``) and
+  ``exclude_self``/``report`` of publish, with the JSON-RPC dialects' meaning;
 * answer: ``{"status": True, "request_id": R, "result": {...}}`` or
   ``{"status": False, "request_id": R, "error_message": <text>, "error_code": <int>}``;
 * event: ``[event_name, value, subscription_id]``.  The original sent only the
@@ -37,8 +39,8 @@ from typing import Any, Final
 import orjson
 
 from ._broker import Broker, Subscription
-from ._dispatch import describe
-from ._errors import ErrorCode, RequestError
+from ._dispatch import optional_flag, pattern_param
+from ._errors import ErrorCode, RequestError, describe
 from ._messages import (
     PING,
     PUBLISH,
@@ -46,6 +48,7 @@ from ._messages import (
     SUBSCRIBE,
     UNSUBSCRIBE,
 )
+from ._patterns import Pattern, PatternError
 from ._wire import EncodedEvent
 
 #: Default bound on messages queued for one in-process connection.
@@ -232,10 +235,30 @@ class InProcessConnection:
                 raise RequestError(
                     f"The value cannot be encoded as JSON: {exc}", code=ErrorCode.INVALID_PARAMS
                 ) from None
+        if "exclude_self" in params or "report" in params:
+            return self.broker.publish(
+                self,
+                client_id,
+                event_name,
+                value,
+                exclude_self=optional_flag(params, PUBLISH, "exclude_self", True),
+                report=optional_flag(params, PUBLISH, "report", False),
+            )
         return self.broker.publish(self, client_id, event_name, value)
 
     def _subscribe(self, params: dict[str, Any]) -> dict[str, Any]:
         ok, client_id = _optional_id(params)
+        # The same checks and texts as the JSON-RPC dialects for the pattern,
+        # which the original's isolate flavour did not have.
+        pattern = pattern_param(params)
+        if pattern is not None:
+            if not ok:
+                raise RequestError(_EXPECT_SUBSCRIBE, code=ErrorCode.INVALID_PARAMS)
+            try:
+                parsed = Pattern.parse(pattern)
+            except PatternError as exc:
+                raise RequestError(str(exc), code=ErrorCode.INVALID_PARAMS) from None
+            return self.broker.subscribe_pattern(self, client_id, parsed)
         event_name = params.get("event_name")
         if not ok or type(event_name) is not str:
             raise RequestError(_EXPECT_SUBSCRIBE, code=ErrorCode.INVALID_PARAMS)

@@ -22,7 +22,8 @@ from ._messages import (
     Event,
     JSONValue,
 )
-from ._requests import RequestBook
+from ._patterns import Pattern
+from ._requests import RequestBook, publish_params
 
 _IMMUTABLE: Final = (str, int, float, bool, type(None))
 
@@ -65,18 +66,26 @@ class InProcessClientConnection:
             raise RemoteProtocolError("The server did not start with a handshake.")
         self._connection_id = handshake["id"]
 
-    def publish(self, event_name: str, value: JSONValue) -> tuple[int, dict[str, Any]]:
+    def publish(
+        self, event_name: str, value: JSONValue, *, exclude_self: bool = True, report: bool = False
+    ) -> tuple[int, dict[str, Any]]:
         """Start a publish; returns the request key and the message to send.
 
-        Raises ``TypeError`` if ``value`` is not JSON, as ``ClientConnection`` does.
+        Raises ``TypeError`` if ``value`` is not JSON, as ``ClientConnection``
+        does; ``exclude_self`` and ``report`` as there.
         """
         if not isinstance(value, _IMMUTABLE):
             orjson.dumps(value)
-        return self._request(PUBLISH, {"event_name": event_name, "value": value}, None)
+        return self._request(PUBLISH, publish_params(event_name, value, exclude_self, report), None)
 
     def subscribe(self, event_name: str) -> tuple[int, dict[str, Any]]:
-        """Start a subscribe; returns the request key and the message to send."""
+        """Start a subscribe to exactly ``event_name``; returns the request key and the message to send."""
         return self._request(SUBSCRIBE, {"event_name": event_name}, event_name)
+
+    def psubscribe(self, pattern: str) -> tuple[int, dict[str, Any]]:
+        """Start a pattern subscribe (``PatternError`` at once if invalid), as ``ClientConnection``."""
+        parsed = Pattern.parse(pattern)
+        return self._request(SUBSCRIBE, {"pattern": pattern}, pattern, parsed)
 
     def unsubscribe(self, subscription_id: str) -> tuple[int, dict[str, Any]]:
         """Start an unsubscribe; returns the request key and the message to send."""
@@ -97,11 +106,11 @@ class InProcessClientConnection:
         self._book.forget(key)
 
     def _request(
-        self, method: str, params: dict[str, Any], argument: str | None
+        self, method: str, params: dict[str, Any], argument: str | None, pattern: Pattern | None = None
     ) -> tuple[int, dict[str, Any]]:
         if self._connection_id is None and not self._book.closed:
             raise LocalProtocolError("The handshake has not arrived yet.")
-        key = self._book.start(method, argument)
+        key = self._book.start(method, argument, pattern)
         # The original always sent the key, with None before an id was known.
         params["client_id"] = self._book.client_id
         return key, {"id": self._connection_id, "request_id": str(key), "method": method, "params": params}

@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
+from ._rules import ClientRules, parse_patterns
+
 #: Any value that survives a JSON round trip.
 JSONValue: TypeAlias = "dict[str, JSONValue] | list[JSONValue] | str | int | float | bool | None"
 
@@ -61,6 +63,13 @@ class ClientInfo:
     (hex_digest)`` registers only the SHA-256 digest of the id's UTF-8 bytes,
     so a leaked configuration does not leak the credential; its ``id`` is
     ``""`` and a server recognises the client by hashing the id it presents.
+
+    ``publish_allow``/``publish_deny`` and ``subscribe_allow``/``subscribe_deny``
+    narrow ``can_publish``/``can_subscribe`` to event names: sequences of
+    patterns (``*`` one segment, ``>`` the rest; see ``_patterns``), an allow
+    list of None meaning every name, and deny winning over allow.  An invalid
+    pattern raises ``ValueError`` here.  ``rules`` is their compiled form
+    (None when they restrict nothing).
     """
 
     id: str
@@ -70,6 +79,25 @@ class ClientInfo:
     id_sha256: str | None = field(default=None, kw_only=True)
     #: Whether the client may read the server's live counters (the ``stats`` method).
     can_inspect: bool = field(default=False, kw_only=True)
+    #: Patterns of the names the client may publish (None: any), and those it may not.
+    publish_allow: tuple[str, ...] | None = field(default=None, kw_only=True)
+    publish_deny: tuple[str, ...] = field(default=(), kw_only=True)
+    #: Patterns of the names the client may subscribe to (None: any), and those it may not.
+    subscribe_allow: tuple[str, ...] | None = field(default=None, kw_only=True)
+    subscribe_deny: tuple[str, ...] = field(default=(), kw_only=True)
+    #: The four lists above, compiled; None when they restrict nothing.
+    rules: ClientRules | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        lists = {}
+        for name in ("publish_allow", "publish_deny", "subscribe_allow", "subscribe_deny"):
+            value = getattr(self, name)
+            if value is None and name.endswith("deny"):
+                value = ()
+            lists[name] = parse_patterns(value)
+            # Frozen: lists given by a caller are stored as tuples, so the record stays hashable.
+            object.__setattr__(self, name, None if value is None else tuple(value))
+        object.__setattr__(self, "rules", ClientRules.build(**lists))
 
     @classmethod
     def from_sha256(
@@ -79,22 +107,50 @@ class ClientInfo:
         can_publish: bool = True,
         can_subscribe: bool = True,
         can_inspect: bool = False,
+        publish_allow: tuple[str, ...] | None = None,
+        publish_deny: tuple[str, ...] = (),
+        subscribe_allow: tuple[str, ...] | None = None,
+        subscribe_deny: tuple[str, ...] = (),
     ) -> ClientInfo:
         """A client known only by the SHA-256 digest (64 hex digits) of its id.
 
-        Raises ``ValueError`` if ``hex_digest`` is not 64 hexadecimal digits.
+        Raises ``ValueError`` if ``hex_digest`` is not 64 hexadecimal digits
+        (or a rule pattern is invalid).
         """
         if not is_sha256_hex(hex_digest):
             raise ValueError("id_sha256 must be 64 hexadecimal digits")
-        return cls("", can_publish, can_subscribe, id_sha256=hex_digest.lower(), can_inspect=can_inspect)
+        return cls(
+            "",
+            can_publish,
+            can_subscribe,
+            id_sha256=hex_digest.lower(),
+            can_inspect=can_inspect,
+            publish_allow=publish_allow,
+            publish_deny=publish_deny,
+            subscribe_allow=subscribe_allow,
+            subscribe_deny=subscribe_deny,
+        )
 
     def __repr__(self) -> str:
         # Client ids are secrets: never let one reach a log through repr().
         key = "id" if self.id_sha256 is None else "id_sha256"
         return (
             f"ClientInfo({key}=<redacted>, can_publish={self.can_publish}, "
-            f"can_subscribe={self.can_subscribe}, can_inspect={self.can_inspect})"
+            f"can_subscribe={self.can_subscribe}, can_inspect={self.can_inspect}"
+            + (self._rules_repr() if self.rules is not None else "")
+            + ")"
         )
+
+    def _rules_repr(self) -> str:
+        # Patterns are configuration, not secrets; only the ones given are shown.
+        shown = []
+        for name in ("publish_allow", "publish_deny", "subscribe_allow", "subscribe_deny"):
+            value = getattr(self, name)
+            if value:
+                shown.append(f", {name}={value!r}")
+            elif value is not None and name.endswith("allow"):
+                shown.append(f", {name}=()")
+        return "".join(shown)
 
 
 def is_sha256_hex(text: object) -> bool:
@@ -143,10 +199,18 @@ Request: TypeAlias = Publish | Subscribe | Unsubscribe | Ping
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PublishResult:
-    """The answer to a publish: how many subscriptions the event went to."""
+    """The answer to a publish: how many subscriptions the event went to.
+
+    ``delivered`` and ``dropped`` are there when the publish asked for a
+    report: deliveries queued on the server that took the publish, and those
+    it refused because the subscriber's connection was closing (a slow
+    consumer cut off).  ``listeners`` also counts other servers' deliveries.
+    """
 
     listeners: int
     client_id: str
+    delivered: int | None = None
+    dropped: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

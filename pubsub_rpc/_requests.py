@@ -35,6 +35,7 @@ from ._messages import (
     SubscribeResult,
     UnsubscribeResult,
 )
+from ._patterns import Pattern
 
 #: The original client's texts for answers it cannot use.
 INVALID_RESPONSE: Final = "The server sent an invalid response."
@@ -66,13 +67,25 @@ def failure(text: object, code: object) -> RequestError:
     )
 
 
+def publish_params(event_name: str, value: Any, exclude_self: bool, report: bool) -> dict[str, Any]:
+    """A publish's params; the options only when they differ from the defaults."""
+    params: dict[str, Any] = {"event_name": event_name, "value": value}
+    if not exclude_self:
+        params["exclude_self"] = False
+    if report:
+        params["report"] = True
+    return params
+
+
 @dataclass(slots=True)
 class Pending:
     """What a request awaiting its answer was."""
 
     method: str
-    #: For subscribe: the event name; for unsubscribe: the subscription id.
+    #: For subscribe: the event name or pattern; for unsubscribe: the subscription id.
     argument: str | None
+    #: For a pattern subscribe: the parsed pattern, to route its events by.
+    pattern: Pattern | None = None
 
 
 class RequestBook:
@@ -82,8 +95,10 @@ class RequestBook:
         self.client_id = client_id or None
         self._ids: Iterator[int] = itertools.count(1)
         self._pending: dict[int, Pending] = {}
-        # Local subscriptions: id -> event name, and per name the ids in order.
+        # Local subscriptions: id -> event name (or pattern text), and per
+        # name the ids in order; pattern subscriptions also by id -> pattern.
         self.subscriptions: dict[str, str] = {}
+        self.patterns: dict[str, Pattern] = {}
         self._by_name: dict[str, list[str]] = {}
         self._round_robin: dict[str, int] = {}
         self.closed = False
@@ -95,12 +110,12 @@ class RequestBook:
         """Number of requests still awaiting an answer."""
         return len(self._pending)
 
-    def start(self, method: str, argument: str | None) -> int:
+    def start(self, method: str, argument: str | None, pattern: Pattern | None = None) -> int:
         """Record a new request and return its key."""
         if self.closed:
             raise ConnectionClosedError("The connection is closed.")
         key = next(self._ids)
-        self._pending[key] = Pending(method, argument)
+        self._pending[key] = Pending(method, argument, pattern)
         return key
 
     def take(self, key: object) -> Pending | None:
@@ -151,13 +166,22 @@ class RequestBook:
             listeners = fields.get("listeners")
             if type(listeners) is not int:
                 return RemoteProtocolError(NO_RESULT)
-            return PublishResult(listeners=listeners, client_id=shown_id)
+            delivered, dropped = fields.get("delivered"), fields.get("dropped")
+            return PublishResult(
+                listeners=listeners,
+                client_id=shown_id,
+                delivered=delivered if type(delivered) is int else None,
+                dropped=dropped if type(dropped) is int else None,
+            )
         if method == SUBSCRIBE:
             subscription_id = fields.get("subscription_id")
             if type(subscription_id) is not str or pending.argument is None:
                 return RemoteProtocolError(NO_RESULT)
             self.subscriptions[subscription_id] = pending.argument
-            self._by_name.setdefault(pending.argument, []).append(subscription_id)
+            if pending.pattern is not None:
+                self.patterns[subscription_id] = pending.pattern
+            else:
+                self._by_name.setdefault(pending.argument, []).append(subscription_id)
             return SubscribeResult(subscription_id=subscription_id, client_id=shown_id)
         if method == UNSUBSCRIBE:
             if pending.argument is not None:
@@ -178,6 +202,13 @@ class RequestBook:
             turn = self._round_robin.get(event_name, 0)
             self._round_robin[event_name] = turn + 1
             return ids[turn % len(ids)]
+        if self.patterns and type(subscription_id) is str:
+            pattern = self.patterns.get(subscription_id)
+            if pattern is not None:
+                if pattern.matches(event_name):
+                    return subscription_id
+                self.unroutable_events += 1
+                return None
         if type(subscription_id) is not str or self.subscriptions.get(subscription_id) != event_name:
             self.unroutable_events += 1
             return None
@@ -185,6 +216,8 @@ class RequestBook:
 
     def _drop_subscription(self, subscription_id: str) -> None:
         event_name = self.subscriptions.pop(subscription_id, None)
+        if self.patterns.pop(subscription_id, None) is not None:
+            return
         if event_name is not None:
             ids = self._by_name[event_name]
             ids.remove(subscription_id)

@@ -27,8 +27,8 @@ from typing import Any, Final
 import orjson
 
 from ._broker import Broker, Subscription
-from ._dispatch import OPERATIONS, Operation, describe, dispatch_general
-from ._errors import ErrorCode, RemoteProtocolError, RequestError
+from ._dispatch import OPERATIONS, Operation, dispatch_general
+from ._errors import ErrorCode, RemoteProtocolError, RequestError, describe
 from ._frames import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, Framing, encode
 from ._framing import FrameDecoder
 from ._messages import NO_ID, RequestId

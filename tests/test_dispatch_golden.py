@@ -117,6 +117,17 @@ CASES = [
     ("unsubscribe", {"client_id": "bob"}, False),
     ("unsubscribe", {"subscription_id": 5, "client_id": "bob"}, False),
     ("unsubscribe", {"subscription_id": "$mine", "client_id": 5}, False),
+    # Pattern subscriptions and publish options (spec 4.4, 4.5).
+    ("subscribe", {"pattern": "e.*", "client_id": "bob"}, False),
+    ("subscribe", {"pattern": "*", "event_name": "e", "client_id": "bob"}, False),
+    ("subscribe", {"pattern": None, "event_name": "e", "client_id": "bob"}, False),
+    ("subscribe", {"pattern": 5, "client_id": "bob"}, False),
+    ("subscribe", {"pattern": "e*", "client_id": "bob"}, False),
+    ("subscribe", {"pattern": ">", "client_id": "nosub"}, False),
+    ("publish", {"event_name": "e", "value": 1, "client_id": "alice", "exclude_self": False}, False),
+    ("publish", {"event_name": "e", "value": 1, "client_id": "bob", "report": True}, False),
+    ("publish", {"event_name": "e", "value": 1, "client_id": "bob", "report": 1}, False),
+    ("publish", {"event_name": "e", "value": 1, "exclude_self": "no"}, True),
 ]
 
 
@@ -167,8 +178,18 @@ json_values = st.recursive(
     ),
     max_leaves=8,
 )
-names = st.sampled_from(["e", "alice", "bob", "nopub", "nosub", "", "$mine", "$theirs"])
-PARAM_KEYS = ("event_name", "value", "client_id", "subscription_id", "request_id", "extra")
+names = st.sampled_from(["e", "alice", "bob", "nopub", "nosub", "", "$mine", "$theirs", "*", ">", "e.*"])
+PARAM_KEYS = (
+    "event_name",
+    "value",
+    "client_id",
+    "subscription_id",
+    "request_id",
+    "extra",
+    "pattern",
+    "exclude_self",
+    "report",
+)
 known_params = st.fixed_dictionaries({}, optional={key: names | json_values for key in PARAM_KEYS})
 methods = st.sampled_from(["publish", "subscribe", "unsubscribe", "ping", "nope"])
 envelopes = st.fixed_dictionaries(

@@ -29,7 +29,7 @@ from ._errors import ReconnectFailedError, SubscriptionOverflowError
 from ._reconnect import ReconnectingClient, reconnecting
 from ._reconnect_subscription import Gap, ReconnectingSubscription
 from ._server import DEFAULT_CLOSE_TIMEOUT, Server
-from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER, Subscription
+from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER, PatternSubscription, Subscription
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -38,6 +38,7 @@ __all__ = [
     "Adapter",
     "Client",
     "Gap",
+    "PatternSubscription",
     "ReconnectFailedError",
     "ReconnectingClient",
     "ReconnectingSubscription",

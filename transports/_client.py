@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Final, Protocol, TypedDict
+from typing import Any, Final, Literal, TypedDict, overload
 
 import trio
 
@@ -40,44 +40,19 @@ from pubsub_rpc import (
     SubscribeResult,
 )
 
+from ._client_parts import ClientProtocol as ClientProtocol
+from ._client_parts import Waiter as _Waiter
 from ._errors import SubscriptionOverflowError, unwrap_single_exception
 from ._pump import Link, StreamLink, Wakeup
-from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER, Subscription
+from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER, PatternSubscription, Subscription, _Feed
+
+_AnySubscription = _Feed[Any]
 
 _log = logging.getLogger("pubsub_rpc.transports.client")
 
 #: Seconds a request waits for its answer unless the client says otherwise.
 DEFAULT_REQUEST_TIMEOUT: Final = 10.0
 _CLOSED_LOCALLY: Final = "The client was closed before the server responded to this request."
-
-
-class ClientProtocol(Protocol):
-    """What ``Client`` needs from a sans-IO client connection (both flavours have it)."""
-
-    @property
-    def client_id(self) -> str | None: ...
-    def publish(self, event_name: str, value: Any) -> tuple[int, Any]: ...
-    def subscribe(self, event_name: str) -> tuple[int, Any]: ...
-    def unsubscribe(self, subscription_id: str) -> tuple[int, Any]: ...
-    def ping(self) -> tuple[int, Any]: ...
-    def stats(self) -> tuple[int, Any]: ...
-    def forget(self, key: int) -> None: ...
-    def receive_data(self, data: Any) -> list[ClientEvent]: ...
-    def receive_eof(self, reason: str) -> list[ClientEvent]: ...
-    @property
-    def error(self) -> str | None: ...
-
-
-class _Waiter:
-    __slots__ = ("done", "event_name", "outcome", "subscription")
-
-    def __init__(self, event_name: str | None) -> None:
-        self.done = trio.Event()
-        self.outcome: RequestSucceeded | RequestFailed | None = None
-        # For subscribe: the Subscription is made by the reader the moment the
-        # answer arrives, so events right behind the answer are not lost.
-        self.event_name = event_name
-        self.subscription: Subscription | None = None
 
 
 class Client:
@@ -124,7 +99,7 @@ class Client:
         self._output_ready = Wakeup()
         self._waiters: dict[int, _Waiter] = {}
         self._ignored: set[int] = set()  # fire-and-forget requests (unsubscribes)
-        self._subscriptions: dict[str, Subscription] = {}
+        self._subscriptions: dict[str, _AnySubscription] = {}
         self._scope = trio.CancelScope()
         self._lost: str | None = None
         self._gone = trio.Event()  # set with _lost: what a reconnecting client waits on
@@ -143,22 +118,50 @@ class Client:
 
     # -- the API -----------------------------------------------------------------
 
-    async def publish(self, event_name: str, value: object) -> int:
+    @overload
+    async def publish(
+        self, event_name: str, value: object, *, exclude_self: bool = ..., report: Literal[False] = ...
+    ) -> int: ...
+    @overload
+    async def publish(
+        self, event_name: str, value: object, *, exclude_self: bool = ..., report: Literal[True]
+    ) -> PublishResult: ...
+    async def publish(
+        self, event_name: str, value: object, *, exclude_self: bool = True, report: bool = False
+    ) -> int | PublishResult:
         """Publish ``value`` under ``event_name``; returns how many subscriptions it went to.
 
         ``value`` is anything JSON can represent (``TypeError`` otherwise).
-        The count is of subscriptions, not clients, and never includes the
-        publisher's own.
+        The count is of subscriptions, not clients, and leaves out the
+        publisher's own unless ``exclude_self=False``.  With ``report=True``
+        the whole ``PublishResult`` is returned, whose ``delivered`` and
+        ``dropped`` count the deliveries queued and refused (slow consumers
+        being cut off) on the server.
         """
-        result = await self._call("publish", lambda: self._protocol.publish(event_name, value))
+        result = await self._call(
+            "publish",
+            lambda: self._protocol.publish(event_name, value, exclude_self=exclude_self, report=report),
+        )
         assert isinstance(result, PublishResult)
-        return result.listeners
+        return result if report else result.listeners
 
     async def subscribe(self, event_name: str) -> Subscription:
-        """Subscribe to ``event_name``; returns the ``Subscription`` to iterate."""
+        """Subscribe to exactly ``event_name``; returns the ``Subscription`` to iterate (values)."""
         waiter = _Waiter(event_name)
         result = await self._call("subscribe", lambda: self._protocol.subscribe(event_name), waiter)
-        assert isinstance(result, SubscribeResult) and waiter.subscription is not None
+        assert isinstance(result, SubscribeResult) and isinstance(waiter.subscription, Subscription)
+        return waiter.subscription
+
+    async def psubscribe(self, pattern: str) -> PatternSubscription:
+        """Subscribe to every name ``pattern`` matches; iterate the result for ``Event`` objects.
+
+        A separate method (not ``subscribe(pattern=...)``) because what the
+        iteration yields differs: a pattern subscriber needs each event's
+        name.  ``PatternError`` (a ``ValueError``) at once if it is invalid.
+        """
+        waiter = _Waiter(pattern, pattern=True)
+        result = await self._call("subscribe", lambda: self._protocol.psubscribe(pattern), waiter)
+        assert isinstance(result, SubscribeResult) and isinstance(waiter.subscription, PatternSubscription)
         return waiter.subscription
 
     async def ping(self) -> None:
@@ -218,12 +221,12 @@ class Client:
         if self._lost is not None:
             raise ConnectionClosedError(self._lost)
 
-    async def _unsubscribe(self, subscription: Subscription) -> None:
+    async def _unsubscribe(self, subscription: _AnySubscription) -> None:
         await self._call("unsubscribe", lambda: self._protocol.unsubscribe(subscription.id))
         self._subscriptions.pop(subscription.id, None)
         subscription._end()
 
-    def _unsubscribe_nowait(self, subscription: Subscription, error: PubSubError | None = None) -> None:
+    def _unsubscribe_nowait(self, subscription: _AnySubscription, error: PubSubError | None = None) -> None:
         """End a subscription now and tell the server without waiting for its answer."""
         subscription._end(error)
         if self._subscriptions.pop(subscription.id, None) is None or self._lost is not None:
@@ -304,7 +307,7 @@ class Client:
             if type(event) is EventReceived:
                 subscription_id = event.event.subscription_id
                 subscription = self._subscriptions.get(subscription_id) if subscription_id else None
-                if subscription is not None and not subscription._deliver(event.event.value):
+                if subscription is not None and not subscription._deliver(event.event):
                     self._overflowed(subscription)
             elif type(event) is RequestSucceeded or type(event) is RequestFailed:
                 self._answered(event)
@@ -324,15 +327,14 @@ class Client:
         if type(event) is RequestSucceeded and waiter.event_name is not None:
             result = event.result
             if isinstance(result, SubscribeResult):
-                subscription = Subscription(
-                    self, result.subscription_id, waiter.event_name, self.subscription_buffer
-                )
+                kind = PatternSubscription if waiter.pattern else Subscription
+                subscription = kind(self, result.subscription_id, waiter.event_name, self.subscription_buffer)
                 self._subscriptions[subscription.id] = subscription
                 waiter.subscription = subscription
         waiter.outcome = event
         waiter.done.set()
 
-    def _overflowed(self, subscription: Subscription) -> None:
+    def _overflowed(self, subscription: _AnySubscription) -> None:
         _log.warning(
             "a subscription overflowed (%d values unread); it was ended and unsubscribed",
             self.subscription_buffer,

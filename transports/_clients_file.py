@@ -15,6 +15,10 @@ One ``[[client]]`` table per client::
 sha256sum``): the file then holds no credential at all.  Give exactly one of
 ``id``, ``id_env`` and ``id_sha256`` per client.
 
+``publish_allow``, ``publish_deny``, ``subscribe_allow`` and ``subscribe_deny``
+are arrays of event-name patterns (``"orders.>"``, ``"user.*"``) that narrow
+what the client may publish and subscribe to; deny wins (see ``ClientInfo``).
+
 Every problem becomes one ``ClientsFileError`` whose text names the file and
 the problem, and never contains a client id: ids are secrets.
 """
@@ -28,11 +32,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from pubsub_rpc import ClientInfo
+from pubsub_rpc import ClientInfo, Pattern, PatternError
 
 _ID_KEYS: Final = ("id", "id_env", "id_sha256")
 _FLAGS: Final = {"can_publish": True, "can_subscribe": True, "can_inspect": False}
-_KEYS: Final = frozenset((*_ID_KEYS, *_FLAGS))
+_RULE_KEYS: Final = ("publish_allow", "publish_deny", "subscribe_allow", "subscribe_deny")
+_KEYS: Final = frozenset((*_ID_KEYS, *_FLAGS, *_RULE_KEYS))
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 
 
@@ -79,17 +84,18 @@ def _client(name: str, number: int, table: Any, env: Mapping[str, str]) -> Clien
         raise ClientsFileError(f"{where}: unknown key {sorted(unknown)[0]!r}")
     if sum(key in table for key in _ID_KEYS) != 1:
         raise ClientsFileError(f"{where}: give exactly one of 'id', 'id_env' and 'id_sha256'")
-    flags = {}
+    flags: dict[str, Any] = {}
     for key, default in _FLAGS.items():
         value = table.get(key, default)
         if not isinstance(value, bool):
             raise ClientsFileError(f"{where}: {key!r} must be true or false")
         flags[key] = value
+    rules = _rules(where, table)
     if "id_sha256" in table:
         digest = table["id_sha256"]
         if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX:
             raise ClientsFileError(f"{where}: 'id_sha256' must be 64 hexadecimal digits")
-        return ClientInfo.from_sha256(digest, **flags)
+        return ClientInfo.from_sha256(digest, **flags, **rules)
     if "id" in table:
         client_id = table["id"]
         if not isinstance(client_id, str) or not client_id:
@@ -101,9 +107,21 @@ def _client(name: str, number: int, table: Any, env: Mapping[str, str]) -> Clien
         client_id = env.get(variable, "")
         if not client_id:
             raise ClientsFileError(f"{where}: environment variable {variable} is unset or empty")
-    return ClientInfo(
-        client_id,
-        can_publish=flags["can_publish"],
-        can_subscribe=flags["can_subscribe"],
-        can_inspect=flags["can_inspect"],
-    )
+    return ClientInfo(client_id, **flags, **rules)
+
+
+def _rules(where: str, table: dict[str, Any]) -> dict[str, Any]:
+    rules: dict[str, Any] = {}
+    for key in _RULE_KEYS:
+        if key not in table:
+            continue
+        value = table[key]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ClientsFileError(f"{where}: {key!r} must be an array of strings")
+        for item in value:
+            try:
+                Pattern.parse(item)
+            except PatternError as exc:
+                raise ClientsFileError(f"{where}: {key!r}: {exc}") from None
+        rules[key] = tuple(value)
+    return rules

@@ -97,6 +97,10 @@ def clients_toml(clients: Sequence[ClientInfo]) -> str:
         ]
         if client.can_inspect:
             lines.append("can_inspect = true")
+        for key in ("publish_allow", "publish_deny", "subscribe_allow", "subscribe_deny"):
+            patterns = getattr(client, key)
+            if patterns is not None and (patterns or key.endswith("allow")):
+                lines.append(f"{key} = [{', '.join(_toml_string(p) for p in patterns)}]")
     return "\n".join(lines) + "\n"
 
 

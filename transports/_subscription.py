@@ -1,14 +1,19 @@
-"""``Subscription``: the values of one subscription, as an async iterator with a bounded buffer."""
+"""``Subscription`` and ``PatternSubscription``: one subscription's events, as an async iterator.
+
+Both share one bounded buffer (``_Feed``); a ``Subscription`` (to an exact
+event name) yields values, a ``PatternSubscription`` yields ``Event`` objects,
+because the event name is what a pattern subscriber needs to know.
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Generic, Self, TypeVar
 
 import trio
 
-from pubsub_rpc import JSONValue, PubSubError
+from pubsub_rpc import Event, JSONValue, PubSubError
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -16,48 +21,35 @@ if TYPE_CHECKING:
 #: Values one subscription holds for a slow reader before it is ended.
 DEFAULT_SUBSCRIPTION_BUFFER: Final = 1000
 
+T = TypeVar("T")
 
-class Subscription:
-    """An open subscription: iterate it for the values published under ``event_name``.
 
-    ::
-
-        async with await client.subscribe("user::logged_in") as events:
-            async for value in events:
-                ...
-
-    Leaving the ``async with`` block unsubscribes.  Iteration ends (cleanly,
-    after the values already received) when you ``unsubscribe()`` or close
-    the client.  It ends by raising instead:
-
-    * ``ConnectionClosedError`` when the connection to the server is lost;
-    * ``SubscriptionOverflowError`` when more than the client's
-      ``subscription_buffer`` values were waiting to be read.  The client
-      reads the connection for every subscription and every answer, so one
-      slow reader must not stall the rest: rather than block, or silently
-      drop values (which hides the loss), the client ends this subscription,
-      unsubscribes it from the server and lets everything else carry on.
-      Every value buffered before the overflow is still yielded first.
-      Subscribe again to resume; values published in between are lost.
-    """
+class _Feed(Generic[T]):
+    """The buffer, iteration and ending that both kinds of subscription share."""
 
     __slots__ = ("_buffer", "_client", "_ended", "_error", "_max_buffer", "_wake", "event_name", "id")
+    #: Whether ``_deliver`` buffers the whole ``Event`` rather than its value.
+    _whole_events = False
 
     def __init__(self, client: Client, subscription_id: str, event_name: str, max_buffer: int) -> None:
         #: The server's id of this subscription.
         self.id = subscription_id
-        #: The event name it receives.
+        #: The event name it receives (for a ``PatternSubscription``: the pattern).
         self.event_name = event_name
         self._client = client
         self._max_buffer = max_buffer
-        self._buffer: deque[JSONValue] = deque()
+        self._buffer: deque[T] = deque()
         self._wake = trio.Event()
         self._ended = False
         self._error: PubSubError | None = None
 
     def __repr__(self) -> str:
         state = "ended" if self._ended else "open"
-        return f"<Subscription {self.id} to {self.event_name!r}, {state}, {len(self._buffer)} buffered>"
+        kind = "pattern" if self._whole_events else "to"
+        return (
+            f"<{type(self).__name__} {self.id} {kind} {self.event_name!r}, {state}, "
+            f"{len(self._buffer)} buffered>"
+        )
 
     @property
     def active(self) -> bool:
@@ -71,11 +63,11 @@ class Subscription:
 
     # -- reading ---------------------------------------------------------------
 
-    def __aiter__(self) -> Subscription:
+    def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> JSONValue:
-        """The next value; waits for one to arrive."""
+    async def __anext__(self) -> T:
+        """The next item; waits for one to arrive."""
         # A cancellation point always, but no schedule point while values are
         # buffered: the reader hands over values in bursts of hundreds, and a
         # task switch per value (as trio's channels make) would let a busy
@@ -105,7 +97,7 @@ class Subscription:
         if not self._ended:
             await self._client._unsubscribe(self)
 
-    async def __aenter__(self) -> Subscription:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -121,13 +113,13 @@ class Subscription:
 
     # -- called by the client ----------------------------------------------------
 
-    def _deliver(self, value: JSONValue) -> bool:
-        """Buffer one value; False when the buffer is full (the caller ends the subscription)."""
+    def _deliver(self, event: Event) -> bool:
+        """Buffer one event (or its value); False when the buffer is full (the caller ends it)."""
         if self._ended:
             return True
         if len(self._buffer) >= self._max_buffer:
             return False
-        self._buffer.append(value)
+        self._buffer.append(event if self._whole_events else event.value)  # type: ignore[arg-type]
         self._wake.set()
         return True
 
@@ -146,7 +138,7 @@ class Subscription:
             self._buffer.pop()
         return False
 
-    def _take(self) -> tuple[list[JSONValue], PubSubError | None]:
+    def _take(self) -> tuple[list[T], PubSubError | None]:
         """An ended subscription's unread values, removed from it, and the error it ended with."""
         values = list(self._buffer)
         self._buffer.clear()
@@ -158,3 +150,47 @@ class Subscription:
             self._ended = True
             self._error = error
             self._wake.set()
+
+
+class Subscription(_Feed[JSONValue]):
+    """An open subscription: iterate it for the values published under ``event_name``.
+
+    ::
+
+        async with await client.subscribe("user::logged_in") as events:
+            async for value in events:
+                ...
+
+    Leaving the ``async with`` block unsubscribes.  Iteration ends (cleanly,
+    after the values already received) when you ``unsubscribe()`` or close
+    the client.  It ends by raising instead:
+
+    * ``ConnectionClosedError`` when the connection to the server is lost;
+    * ``SubscriptionOverflowError`` when more than the client's
+      ``subscription_buffer`` values were waiting to be read.  The client
+      reads the connection for every subscription and every answer, so one
+      slow reader must not stall the rest: rather than block, or silently
+      drop values (which hides the loss), the client ends this subscription,
+      unsubscribes it from the server and lets everything else carry on.
+      Every value buffered before the overflow is still yielded first.
+      Subscribe again to resume; values published in between are lost.
+    """
+
+    __slots__ = ()
+
+
+class PatternSubscription(_Feed[Event]):
+    """An open pattern subscription: iterate it for ``Event`` objects (name, value, id).
+
+    ::
+
+        async with await client.psubscribe("user.>") as events:
+            async for event in events:
+                print(event.event_name, event.value)
+
+    Everything else (ending, ``unsubscribe``, overflow, errors) is as for
+    ``Subscription``; ``event_name`` holds the pattern's text.
+    """
+
+    __slots__ = ()
+    _whole_events = True

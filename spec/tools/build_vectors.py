@@ -15,6 +15,7 @@ server without cases seeing each other's events.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -88,6 +89,7 @@ ALICE, BOB, CAROL = "spec::alice", "spec::bob", "spec::carol"
 NO_PUBLISH, NO_SUBSCRIBE, NOTHING = "spec::no_publish", "spec::no_subscribe", "spec::nothing"
 OPERATOR = "spec::operator"  # may read the server's counters (stats)
 STRANGER = "spec::stranger"  # never registered
+RULED = "spec::ruled"  # per-name rules, scoped to the patterns file's names
 
 CLIENTS: list[dict[str, Any]] = [
     {"id": ALICE, "can_publish": True, "can_subscribe": True},
@@ -97,6 +99,16 @@ CLIENTS: list[dict[str, Any]] = [
     {"id": NO_SUBSCRIBE, "can_publish": True, "can_subscribe": False},
     {"id": NOTHING, "can_publish": False, "can_subscribe": False},
     {"id": OPERATOR, "can_publish": False, "can_subscribe": False, "can_inspect": True},
+    {
+        "id": RULED,
+        "can_publish": True,
+        "can_subscribe": True,
+        # Case names are "patterns.<case>.<dialect>", so "patterns.*.*" is any case of that file.
+        "publish_allow": ["patterns.*.*.public.>"],
+        "publish_deny": ["patterns.*.*.public.secret"],
+        "subscribe_allow": ["patterns.*.*.public.>"],
+        "subscribe_deny": ["patterns.*.*.public.secret", "patterns.*.*.public.secret.>"],
+    },
 ]
 for _prefix in ("isolate_test::", "json_rpc_2_test::"):
     # The fixture of the original test suite, with its exact ids.
@@ -266,6 +278,14 @@ class Dialect:
                     "client_id": flat(client),
                 },
             )
+        return ok(rid, result)
+
+    def ok_report(
+        self, rid: Any, listeners: int, client: Any, delivered: int, dropped: int
+    ) -> dict[str, Any]:
+        result = {"listeners": listeners, "client_id": client, "delivered": delivered, "dropped": dropped}
+        if self.pub_sub:
+            return self._answer(rid, {"status": True, "request_id": rid, "result": result})
         return ok(rid, result)
 
     def ok_empty(self, rid: Any) -> dict[str, Any]:
@@ -2616,6 +2636,230 @@ def fixed_bugs() -> None:
     )
 
 
+# == patterns.json ===============================================================
+
+INVALID_PATTERNS = [
+    ("", "it is empty"),
+    ("{p}*", '"*" and ">" must be whole segments'),
+    ("{p}.a>", '"*" and ">" must be whole segments'),
+    ("{p}:::*", '"*" and ">" must be whole segments'),
+    ("{p}.>.a", '">" must be the last segment'),
+]
+BOTH = 'Request for method "subscribe" must give either "event_name" or "pattern", not both.'
+
+
+def not_a_boolean(name: str, value: Any) -> str:
+    return f'Parameter "{name}" for method "publish" must be a boolean, but was {show(value)}.'
+
+
+def patterns() -> None:
+    f = "patterns"
+    new_file(
+        f,
+        "Pattern subscriptions (segments split at '.' and '::'; '*' one segment, '>' the rest), "
+        "per-name allow/deny rules (client spec::ruled), and the publish options exclude_self "
+        "and report (README 4.4, 4.5, 5.1).",
+    )
+    for d in DIALECTS:
+        r = functools.partial(rid_of, d)
+
+        c = Case(
+            f,
+            f"star.{d.kind}",
+            "'*' matches one segment, with either separator; "
+            "the event carries the real name and the pattern subscription's id.",
+            conns=("p", "s"),
+        )
+        c.call("s", d.subscribe(r(1), OMIT, BOB, pattern=f"{c.name}.*"), d.ok_subscribe(r(1), cap("s"), BOB))
+        for n, (name, listeners) in enumerate(
+            [(f"{c.name}::a", 1), (f"{c.name}::b", 1), (f"{c.name}::a.b", 0), (f"{c.name}::a::b", 0)], start=2
+        ):
+            c.call("p", d.publish(r(n), name, n, ALICE), d.ok_publish(r(n), listeners, ALICE))
+            if listeners:
+                c.expect("s", event(name, n, ref("s")))
+            else:
+                c.nothing("s")
+
+        c = Case(
+            f,
+            f"rest.{d.kind}",
+            "'>' as the last segment matches one or more further segments.",
+            conns=("p", "s"),
+        )
+        c.call(
+            "s", d.subscribe(r(1), OMIT, BOB, pattern=f"{c.name}::x.>"), d.ok_subscribe(r(1), cap("s"), BOB)
+        )
+        c.call("p", d.publish(r(2), f"{c.name}::x", 0, ALICE), d.ok_publish(r(2), 0, ALICE))
+        c.nothing("s")
+        c.call("p", d.publish(r(3), f"{c.name}::x::y.z", 1, ALICE), d.ok_publish(r(3), 1, ALICE))
+        c.expect("s", event(f"{c.name}::x::y.z", 1, ref("s")))
+
+        c = Case(
+            f,
+            f"one_event_per_subscription.{d.kind}",
+            "A client whose exact and pattern "
+            "subscriptions both match gets one event per subscription: exact ones first, then "
+            "patterns in the order they were made.",
+            conns=("p", "s"),
+        )
+        c.call(
+            "s", d.subscribe(r(1), OMIT, BOB, pattern=f"{c.name}.>"), d.ok_subscribe(r(1), cap("wide"), BOB)
+        )
+        c.call("s", d.subscribe(r(2), f"{c.name}::a", BOB), d.ok_subscribe(r(2), cap("exact"), BOB))
+        c.call(
+            "s", d.subscribe(r(3), OMIT, BOB, pattern=f"{c.name}.*"), d.ok_subscribe(r(3), cap("star"), BOB)
+        )
+        c.call("p", d.publish(r(4), f"{c.name}::a", 4, ALICE), d.ok_publish(r(4), 3, ALICE))
+        c.expect(
+            "s",
+            event(f"{c.name}::a", 4, ref("exact")),
+            event(f"{c.name}::a", 4, ref("wide")),
+            event(f"{c.name}::a", 4, ref("star")),
+        )
+        c.call("s", d.unsubscribe(r(5), ref("wide"), BOB), d.ok_empty(r(5)))
+        c.call("p", d.publish(r(6), f"{c.name}::a", 6, ALICE), d.ok_publish(r(6), 2, ALICE))
+        c.expect("s", event(f"{c.name}::a", 6, ref("exact")), event(f"{c.name}::a", 6, ref("star")))
+
+        c = Case(
+            f,
+            f"invalid.{d.kind}",
+            "Invalid patterns, both event_name and pattern, a pattern "
+            "that is not a string: INVALID_PARAMS; null counts as absent.",
+        )
+        for n, (template, reason) in enumerate(INVALID_PATTERNS, start=1):
+            text = template.format(p=c.name)
+            c.call(
+                "a",
+                d.subscribe(r(n), OMIT, ALICE, pattern=text),
+                d.fail(r(n), INVALID_PARAMS, f"Invalid pattern {show(text)}: {reason}."),
+            )
+        c.call(
+            "a", d.subscribe(r(10), c.ev(), ALICE, pattern=f"{c.name}.*"), d.fail(r(10), INVALID_PARAMS, BOTH)
+        )
+        c.call(
+            "a",
+            d.subscribe(r(11), OMIT, ALICE, pattern=5),
+            d.fail(r(11), INVALID_PARAMS, not_a_string("subscribe", "pattern", 5)),
+        )
+        c.call(
+            "a",
+            d.subscribe(r(12), OMIT, ALICE, pattern=None),
+            d.fail(r(12), INVALID_PARAMS, missing_param("subscribe", "event_name")),
+        )
+        c.call("a", d.subscribe(r(13), c.ev(), ALICE, pattern=None), d.ok_subscribe(r(13), cap("s"), ALICE))
+
+        c = Case(
+            f,
+            f"publisher_excluded.{d.kind}",
+            "The publisher's own pattern subscriptions are "
+            "skipped like its exact ones; exclude_self false delivers to them too.",
+        )
+        c.call(
+            "a", d.subscribe(r(1), OMIT, ALICE, pattern=f"{c.name}.*"), d.ok_subscribe(r(1), cap("s"), ALICE)
+        )
+        c.call("a", d.publish(r(2), c.ev(), 1, ALICE), d.ok_publish(r(2), 0, ALICE))
+        c.call(
+            "a",
+            d.publish(r(3), c.ev(), 2, ALICE, exclude_self=False),
+            event(c.ev(), 2, ref("s")),
+            d.ok_publish(r(3), 1, ALICE),
+        )
+        c.call("a", d.publish(r(4), c.ev(), 3, ALICE, exclude_self=True), d.ok_publish(r(4), 0, ALICE))
+
+        c = Case(
+            f,
+            f"report.{d.kind}",
+            "report true adds delivered and dropped to the answer; "
+            "false or null leaves the original's shape.",
+            conns=("p", "s"),
+        )
+        c.subscribe("s", BOB, "foo", "s", d, rid=r(1))
+        c.call("p", d.publish(r(2), c.ev(), 1, ALICE, report=True), d.ok_report(r(2), 1, ALICE, 1, 0))
+        c.expect("s", event(c.ev(), 1, ref("s")))
+        c.call(
+            "p",
+            d.publish(r(3), c.ev(), 2, ALICE, report=False, exclude_self=None),
+            d.ok_publish(r(3), 1, ALICE),
+        )
+        c.expect("s", event(c.ev(), 2, ref("s")))
+        c.call(
+            "p",
+            d.publish(r(4), c.ev() + "::nobody", 3, ALICE, report=True),
+            d.ok_report(r(4), 0, ALICE, 0, 0),
+        )
+
+        c = Case(f, f"option_types.{d.kind}", "exclude_self and report must be booleans (or null).")
+        c.call(
+            "a",
+            d.publish(r(1), c.ev(), 1, ALICE, exclude_self="no"),
+            d.fail(r(1), INVALID_PARAMS, not_a_boolean("exclude_self", "no")),
+        )
+        c.call(
+            "a",
+            d.publish(r(2), c.ev(), 1, ALICE, report=1),
+            d.fail(r(2), INVALID_PARAMS, not_a_boolean("report", 1)),
+        )
+
+        c = Case(
+            f, f"rules_publish.{d.kind}", "Publish allow/deny rules: deny wins; the text names the event."
+        )
+        c.call("a", d.publish(r(1), c.ev("public.news"), 1, RULED), d.ok_publish(r(1), 0, RULED))
+        for n, name in enumerate([c.ev("public.secret"), c.ev("public::secret"), c.ev("private")], start=2):
+            c.call(
+                "a",
+                d.publish(r(n), name, 1, RULED),
+                d.fail(r(n), PUBLISH_FORBIDDEN, f"You are not allowed to publish events named {show(name)}."),
+            )
+
+        c = Case(
+            f,
+            f"rules_subscribe.{d.kind}",
+            "Subscribe rules: an exact name must be permitted; a "
+            "pattern is refused when it cannot match any permitted name.",
+        )
+        c.call(
+            "a",
+            d.subscribe(r(1), c.ev("public.secret"), RULED),
+            d.fail(
+                r(1),
+                SUBSCRIBE_FORBIDDEN,
+                f"You are not allowed to subscribe to events named {show(c.ev('public.secret'))}.",
+            ),
+        )
+        for n, pattern in enumerate(
+            [c.ev("public.secret"), c.ev("public.secret.>"), c.ev("private.>"), c.ev("*")], start=2
+        ):
+            c.call(
+                "a",
+                d.subscribe(r(n), OMIT, RULED, pattern=pattern),
+                d.fail(
+                    r(n),
+                    SUBSCRIBE_FORBIDDEN,
+                    f"You are not allowed to subscribe to any event matching {show(pattern)}.",
+                ),
+            )
+        c.call("a", d.subscribe(r(9), c.ev("public.news"), RULED), d.ok_subscribe(r(9), cap("s"), RULED))
+        c.call(
+            "a",
+            d.subscribe(r(10), OMIT, RULED, pattern=c.ev("public.*")),
+            d.ok_subscribe(r(10), cap("p"), RULED),
+        )
+
+        c = Case(
+            f,
+            f"rules_filter.{d.kind}",
+            "A pattern that matches permitted and denied names is "
+            "accepted, and never receives a denied name (nor counts it in listeners).",
+            conns=("p", "s"),
+        )
+        c.call("s", d.subscribe(r(1), OMIT, RULED, pattern=c.ev(">")), d.ok_subscribe(r(1), cap("s"), RULED))
+        for n, name in enumerate([c.ev("public.secret"), c.ev("private"), c.ev("public.secret.x")], start=2):
+            c.call("p", d.publish(r(n), name, n, ALICE), d.ok_publish(r(n), 0, ALICE))
+            c.nothing("s")
+        c.call("p", d.publish(r(9), c.ev("public.news"), 9, ALICE), d.ok_publish(r(9), 1, ALICE))
+        c.expect("s", event(c.ev("public.news"), 9, ref("s")))
+
+
 # == output ==============================================================================
 
 
@@ -2737,6 +2981,7 @@ def build() -> dict[str, str]:
         delivery,
         fixed_bugs,
         stats,
+        patterns,
     ):
         make()
     out = {"clients.json": render_clients()}

@@ -112,6 +112,13 @@ def test_serve_refuses_a_bad_clients_file(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr == f"pubsub-rpc: {bad}: client #1: unknown key 'flavour'\n"
     assert done.stdout == ""
+    bad.write_text("[[client]]\nid = 'a'\npublish_allow = ['a.>.b']\n", encoding="utf-8")
+    done = run_cli("serve", "--clients", str(bad), "--tcp", "127.0.0.1:0")
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"pubsub-rpc: {bad}: client #1: 'publish_allow': "
+        'Invalid pattern "a.>.b": ">" must be the last segment.\n'
+    )
     missing = run_cli("serve", "--clients", str(tmp_path / "nope.toml"), "--tcp", "127.0.0.1:0")
     assert (missing.returncode, missing.stdout) == (2, "")
     assert "nope.toml: no such file" in missing.stderr

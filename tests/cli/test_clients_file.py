@@ -86,6 +86,16 @@ id = "plain"
         ("[[client]]\nid = 'x'\ncan_inspect = 1", "'can_inspect' must be true or false"),
         ("[[client]]\nid = 'dup'\n[[client]]\nid = 'dup'", "client #2 repeats the id of an earlier client"),
         ("client = 3", "expected at least one [[client]] table"),
+        ("[[client]]\nid = 'x'\npublish_allow = 'a.>'", "'publish_allow' must be an array of strings"),
+        ("[[client]]\nid = 'x'\nsubscribe_deny = ['a', 5]", "'subscribe_deny' must be an array of strings"),
+        (
+            "[[client]]\nid = 'x'\nsubscribe_allow = ['a.>.b']",
+            """'subscribe_allow': Invalid pattern "a.>.b": ">" must be the last segment.""",
+        ),
+        (
+            "[[client]]\nid_sha256 = '" + "ab" * 32 + "'\npublish_deny = ['x*']",
+            """client #1: 'publish_deny': Invalid pattern "x*": "*" and ">" must be whole segments.""",
+        ),
     ],
 )
 def test_each_mistake_names_the_file_and_the_problem(tmp_path: Path, text: str, problem: str) -> None:
@@ -108,3 +118,33 @@ def test_errors_never_contain_a_client_id(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ClientsFileError, match="no such file"):
         load_clients(tmp_path / "absent.toml")
+
+
+def test_loads_allow_and_deny_rules(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[[client]]
+id = "alpha"
+publish_allow = ["orders.>", "user::*"]
+publish_deny = ["orders.secret"]
+subscribe_allow = []
+subscribe_deny = ["admin.>"]
+
+[[client]]
+id_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+subscribe_deny = ["admin.>"]
+""",
+    )
+    alpha, hashed = load_clients(path, environ={})
+    assert alpha == ClientInfo(
+        "alpha",
+        publish_allow=("orders.>", "user::*"),
+        publish_deny=("orders.secret",),
+        subscribe_allow=(),
+        subscribe_deny=("admin.>",),
+    )
+    assert alpha.rules is not None and alpha.rules.subscribe is not None
+    assert not alpha.rules.subscribe.permits_name("anything")  # an empty allow list permits nothing
+    assert hashed.subscribe_deny == ("admin.>",) and hashed.publish_allow is None
+    assert hashed.rules is not None and hashed.rules.publish is None

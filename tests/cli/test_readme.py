@@ -72,6 +72,18 @@ def test_testing_example_passes_under_pytest(tmp_path: Path) -> None:
     assert "1 passed" in done.stdout
 
 
+def test_patterns_example_runs(tmp_path: Path) -> None:
+    (example,) = [block for block in blocks("py") if "psubscribe" in block]
+    script = tmp_path / "patterns.py"
+    script.write_text(example, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    # The denied name never reached the pattern subscription; the report counts one delivery.
+    assert done.stdout == "user.ada.logged_in {'at': 1} 1 0\n"
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
