@@ -30,7 +30,7 @@ from ._messages import ClientInfo, JSONValue
 from ._patterns import Pattern, PatternIndex, split_name
 from ._registry import ADHOC_PREFIX, ClientRegistry
 from ._subscriptions import Backplane, Subscriber, Subscription
-from ._wire import EncodedEvent
+from ._wire import EncodedEvent, event_head_start
 
 #: Default bound on the subscriptions one connection may hold at a time.
 DEFAULT_MAX_SUBSCRIPTIONS: Final = 1000
@@ -79,8 +79,8 @@ class Broker:
         # Pattern subscriptions, keyed by their sequence number.
         self._patterns: PatternIndex[Subscription] = PatternIndex()
         self._sequence = 0
-        # Serialised event names, cached because the same few names recur.
-        self._name_json: dict[str, bytes] = {}
+        # Each event name's start of an event body, cached because the same few names recur.
+        self._head_starts: dict[str, bytes] = {}
         #: The bridge to other servers, if any (``attach_backplane``).
         self.backplane: Backplane | None = None
         #: Counters for operators and tests (``stats()`` reports them).
@@ -165,8 +165,12 @@ class Broker:
         return delivered
 
     def _encode(self, event_name: str, value: JSONValue) -> EncodedEvent:
+        # Once per publish: the cache hit is inline, not a method call.
+        head_start = self._head_starts.get(event_name)
+        if head_start is None:
+            head_start = self._new_head_start(event_name)
         try:
-            return EncodedEvent(self._event_name_json(event_name), event_name, value)
+            return EncodedEvent(head_start, event_name, value)
         except orjson.JSONEncodeError as exc:
             raise _unencodable(exc) from None
 
@@ -405,11 +409,9 @@ class Broker:
             assert self._by_connection[subscription.connection][subscription.id] is subscription
         self.clients.check_consistency()
 
-    def _event_name_json(self, event_name: str) -> bytes:
-        encoded = self._name_json.get(event_name)
-        if encoded is None:
-            encoded = orjson.dumps(event_name)
-            # Bounded in count and size, so hostile names cannot grow it.
-            if len(event_name) <= _NAME_CACHE_MAX_LENGTH and len(self._name_json) < _NAME_CACHE_SIZE:
-                self._name_json[event_name] = encoded
-        return encoded
+    def _new_head_start(self, event_name: str) -> bytes:
+        head_start = event_head_start(orjson.dumps(event_name))
+        # Bounded in count and size, so hostile names cannot grow it.
+        if len(event_name) <= _NAME_CACHE_MAX_LENGTH and len(self._head_starts) < _NAME_CACHE_SIZE:
+            self._head_starts[event_name] = head_start
+        return head_start

@@ -108,10 +108,16 @@ BOTH_TARGETS: Final = 'Request for method "subscribe" must give either "event_na
 
 
 def _publish(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> dict[str, Any]:
-    event_name = _required_string(params, PUBLISH, "event_name")
+    # The hottest request: the well-formed case is checked inline, and the
+    # helpers run only to word an error.
+    event_name = params.get("event_name")
+    if type(event_name) is not str:
+        event_name = _required_string(params, PUBLISH, "event_name")
     if "value" not in params:
         raise missing_param(PUBLISH, "value")
-    client_id = _client_id(params, PUBLISH)
+    client_id = params.get("client_id")
+    if client_id is not None and type(client_id) is not str:
+        client_id = _client_id(params, PUBLISH)
     if "exclude_self" in params or "report" in params:
         # Only clients that use the options pay for checking them.
         return broker.publish(

@@ -358,7 +358,9 @@ class ServerConnection:
             and type(method) is str  # before the lookup: a list or dict is unhashable
             and (operation := OPERATIONS.get(method)) is not None
             and message.get("jsonrpc") == "2.0"
-            and message.keys() <= _ENVELOPE_KEYS
+            # Three members, params among them, are exactly a notification's
+            # envelope: cheaper to know than the key-set comparison.
+            and ((len(message) == 3 and params is not _EMPTY) or message.keys() <= _ENVELOPE_KEYS)
         ):
             self.active = True
             request_id: RequestId = message.get("id", NO_ID)

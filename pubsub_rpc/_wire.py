@@ -21,6 +21,7 @@ _JSONRPC: Final = "2.0"
 
 #: Everything of an event frame before the event name.
 _EVENT_PREFIX: Final = b'{"jsonrpc":"2.0","method":"' + EVENT.encode() + b'","params":{"event_name":'
+_HEAD_END: Final = b',"subscription_id":'
 
 
 def success_response(request_id: RequestId, result: dict[str, Any]) -> dict[str, Any]:
@@ -77,27 +78,36 @@ def subscription_tail(subscription_id: str) -> bytes:
     return orjson.dumps(subscription_id) + b"}}"
 
 
+def event_head_start(event_name_json: bytes) -> bytes:
+    """The start of every event body for one event name, up to its value (brokers cache it)."""
+    return _EVENT_PREFIX + event_name_json + b',"value":'
+
+
 class EncodedEvent:
     """One published event, serialised once and shared by every delivery."""
 
     __slots__ = ("_cl_headers", "event_name", "head", "value")
 
-    def __init__(self, event_name_json: bytes, event_name: str, value: Any) -> None:
+    def __init__(self, head_start: bytes, event_name: str, value: Any) -> None:
+        """``head_start`` is ``event_head_start(<event_name as JSON>)``."""
         self.event_name = event_name
         self.value = value
         #: The event body up to the subscription id; every subscriber shares it.
-        self.head = (
-            _EVENT_PREFIX + event_name_json + b',"value":' + orjson.dumps(value) + b',"subscription_id":'
-        )
-        self._cl_headers: dict[int, bytes] = {}
+        # Hot path (once per publish): the name's part comes cached, and the
+        # Content-Length headers are made only if a subscriber uses them.
+        self.head = head_start + orjson.dumps(value) + _HEAD_END
+        self._cl_headers: dict[int, bytes] | None = None
 
     def content_length_header(self, tail_length: int) -> bytes:
         """The ``Content-Length`` header of this event for a tail of that length."""
         # Subscription ids have one length in practice, so this dict holds one entry.
-        header = self._cl_headers.get(tail_length)
+        headers = self._cl_headers
+        if headers is None:
+            headers = self._cl_headers = {}
+        header = headers.get(tail_length)
         if header is None:
             header = frame_header(len(self.head) + tail_length, Framing.CONTENT_LENGTH)
-            self._cl_headers[tail_length] = header
+            headers[tail_length] = header
         return header
 
     def frame(self, tail: bytes, framing: Framing) -> bytes:

@@ -37,7 +37,7 @@ def push_until_closing(max_outbound: int) -> tuple[Broker, ServerConnection, pub
     broker = make_broker()
     slow = ServerConnection(broker, max_outbound=max_outbound)
     subscription = pubsub_rpc.Subscription(subscribe(slow), "e", "alice", slow)
-    event = pubsub_rpc._wire.EncodedEvent(b'"e"', "e", "x" * 100)
+    event = pubsub_rpc._wire.EncodedEvent(pubsub_rpc._wire.event_head_start(b'"e"'), "e", "x" * 100)
     pushed = 0
     while not slow.closing and pushed < 100:
         slow.push_event(event, subscription)
@@ -59,7 +59,7 @@ def test_push_event_beyond_max_outbound_closes_the_connection() -> None:
 
 def test_closing_notification_is_the_last_frame() -> None:
     _, slow, subscription = push_until_closing(300)
-    slow.push_event(pubsub_rpc._wire.EncodedEvent(b'"e"', "e", 1), subscription)
+    slow.push_event(pubsub_rpc._wire.EncodedEvent(pubsub_rpc._wire.event_head_start(b'"e"'), "e", 1), subscription)
     assert read_frames(slow.data_to_send())[-1]["method"] == "closing"
 
 
