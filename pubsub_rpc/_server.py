@@ -28,6 +28,7 @@ import orjson
 
 from ._broker import Broker, Subscription
 from ._dispatch import OPERATIONS, Operation, dispatch_general
+from ._envelope import EMPTY_PARAMS, ENVELOPE_KEYS, InvalidRequest, bad_request_id, check_envelope
 from ._errors import ErrorCode, RemoteProtocolError, RequestError, describe
 from ._frames import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, Framing, encode
 from ._framing import FrameDecoder
@@ -46,56 +47,10 @@ DEFAULT_MAX_OUTBOUND: Final = 8 * 1024 * 1024
 #: Default bound on the members of one batch.
 DEFAULT_MAX_BATCH: Final = 100
 
-_ENVELOPE_KEYS: Final = frozenset(("jsonrpc", "method", "params", "id"))
 _INTERNAL_ERROR_TEXT: Final = "Internal error."
 _log = logging.getLogger("pubsub_rpc.server")
-_EMPTY: Final[dict[str, Any]] = {}
+_EMPTY: Final = EMPTY_PARAMS
 _APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
-
-
-class _InvalidRequest(Exception):
-    """An envelope error: answered with -32600 and the id, if one was readable."""
-
-    def __init__(self, message: str, request_id: RequestId = NO_ID) -> None:
-        super().__init__(message)
-        self.request_id = request_id
-
-
-def _check_envelope(message: dict[str, Any]) -> RequestId:
-    """Validate the JSON-RPC envelope; return the id (or NO_ID)."""
-    request_id: RequestId = message.get("id", NO_ID)
-    if request_id is not NO_ID and (type(request_id) not in (str, int, float) and request_id is not None):
-        raise _InvalidRequest(
-            f"Request id must be a string, number, or null, but was {describe(request_id)}."
-        )
-    if "jsonrpc" not in message:
-        raise _InvalidRequest('Request must contain a "jsonrpc" key.', request_id)
-    if message["jsonrpc"] != "2.0":
-        raise _InvalidRequest(
-            f'Invalid JSON-RPC version {describe(message["jsonrpc"])}, expected "2.0".', request_id
-        )
-    if "method" not in message:
-        raise _InvalidRequest('Request must contain a "method" key.', request_id)
-    if type(message["method"]) is not str:
-        raise _InvalidRequest(
-            f"Request method must be a string, but was {describe(message['method'])}.", request_id
-        )
-    params = message.get("params", _EMPTY)
-    if type(params) is not dict and type(params) is not list:
-        raise _InvalidRequest(
-            f"Request params must be an Array or an Object, but was {describe(params)}.", request_id
-        )
-    return request_id
-
-
-def _bad_request_id(method: str, request_id: object) -> dict[str, Any]:
-    # Not a string, so no notification can be named after it: answer as plain
-    # JSON-RPC with a null id, the only address left.
-    return error_response(
-        NO_ID,
-        ErrorCode.INVALID_PARAMS,
-        f'Parameter "request_id" for method "{method}" must be a string, but was {describe(request_id)}.',
-    )
 
 
 class ServerConnection:
@@ -360,7 +315,7 @@ class ServerConnection:
             and message.get("jsonrpc") == "2.0"
             # Three members, params among them, are exactly a notification's
             # envelope: cheaper to know than the key-set comparison.
-            and ((len(message) == 3 and params is not _EMPTY) or message.keys() <= _ENVELOPE_KEYS)
+            and ((len(message) == 3 and params is not _EMPTY) or message.keys() <= ENVELOPE_KEYS)
         ):
             self.active = True
             request_id: RequestId = message.get("id", NO_ID)
@@ -387,7 +342,7 @@ class ServerConnection:
                 self.broker.requests_refused += 1
             return None
         if type(pub_sub_id) is not str:
-            return self._refuse(_bad_request_id(method, pub_sub_id))
+            return self._refuse(bad_request_id(method, pub_sub_id))
         try:
             result = operation(self.broker, self, params)
         except RequestError as exc:
@@ -397,8 +352,8 @@ class ServerConnection:
     def _handle_general(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """Anything the fast path declined: check the envelope, then let jsonrpcserver dispatch."""
         try:
-            request_id = _check_envelope(message)
-        except _InvalidRequest as exc:
+            request_id = check_envelope(message)
+        except InvalidRequest as exc:
             return self._refuse(error_response(exc.request_id, ErrorCode.INVALID_REQUEST, str(exc)))
         self.active = True
         method: str = message["method"]
@@ -406,7 +361,7 @@ class ServerConnection:
         pub_sub_id = params.get("request_id", NO_ID) if type(params) is dict else NO_ID
         if request_id is NO_ID and pub_sub_id is not NO_ID:
             if type(pub_sub_id) is not str:
-                return self._refuse(_bad_request_id(method, pub_sub_id))
+                return self._refuse(bad_request_id(method, pub_sub_id))
             operation = OPERATIONS.get(method)
             if operation is not None:
                 # Only extra envelope members kept it off the fast path; they are ignored.
