@@ -17,6 +17,7 @@ from typing import Final, NoReturn
 
 import orjson
 
+from ._content_length import HEADER_END, MAX_HEADER_BLOCK, PLAIN_HEADER, HeaderError, parse_header_block
 from ._errors import RemoteProtocolError
 from ._exact_integers import INEXACT_DETAIL, LONG_RUN, integers_exact, long_run_end
 from ._frames import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, Framing
@@ -24,11 +25,6 @@ from ._frames import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, Framing
 __all__ = ["FrameDecoder"]
 
 
-# A header block is a few short lines; a longer one is an attack or another
-# protocol, and either way we cannot find the body.
-_MAX_HEADER_BLOCK: Final = 8 * 1024
-_MAX_LENGTH_DIGITS: Final = 18  # always fits an int64; more can only be hostile
-_HEADER_END: Final = b"\r\n\r\n"
 _WHITESPACE: Final = b" \t\r\n"
 _WHITESPACE_SET: Final = frozenset(_WHITESPACE)
 _QUOTE: Final = 0x22
@@ -46,9 +42,6 @@ _SKIP_PLAIN: Final = re.compile(rb'[^"{}\[\]]*+(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"[^"
 _STRING_BODY: Final = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+', re.DOTALL)
 # A bare top-level token ends at whitespace or where a structured value starts.
 _SCALAR_END: Final = re.compile(rb'[ \t\r\n{\["]')
-# The header block nearly everyone sends, in one match; the rest take the
-# general parser, which gives the same answer for this form.
-_PLAIN_HEADER: Final = re.compile(rb"Content-Length: ?([0-9]{1,18})\r\n\r\n")
 
 # What the stream decoder is in the middle of.
 _IDLE: Final = 0
@@ -382,22 +375,25 @@ class FrameDecoder:
                         off = end
                         break
                     off = match.start()
-                match = _PLAIN_HEADER.match(buf, off)
+                match = PLAIN_HEADER.match(buf, off)
                 if match is not None:
                     length = int(match.group(1))
                     off = match.end()
                 else:
                     # Resume a little early: the blank line may straddle the
                     # previous end of the buffer.
-                    start = max(off, self._header_scan - len(_HEADER_END) + 1)
-                    blank = buf.find(_HEADER_END, start, min(end, off + _MAX_HEADER_BLOCK))
+                    start = max(off, self._header_scan - len(HEADER_END) + 1)
+                    blank = buf.find(HEADER_END, start, min(end, off + MAX_HEADER_BLOCK))
                     if blank < 0:
-                        if end - off >= _MAX_HEADER_BLOCK:
-                            self._fail(f"header block exceeds {_MAX_HEADER_BLOCK} bytes")
+                        if end - off >= MAX_HEADER_BLOCK:
+                            self._fail(f"header block exceeds {MAX_HEADER_BLOCK} bytes")
                         self._header_scan = end
                         break
-                    length = self._parse_headers(bytes(buf[off:blank]))
-                    off = blank + len(_HEADER_END)
+                    try:
+                        length = parse_header_block(bytes(buf[off:blank]))
+                    except HeaderError as exc:
+                        self._fail(str(exc))
+                    off = blank + len(HEADER_END)
                 self._header_scan = 0
                 self._body_remaining = length
             if length > limit:
@@ -419,24 +415,3 @@ class FrameDecoder:
             length = -1
         self._off = off
         self._body_length = length
-
-    def _parse_headers(self, block: bytes) -> int:
-        length = -1
-        for line in block.split(b"\r\n"):
-            name, colon, value = line.partition(b":")
-            if not colon:
-                self._fail(f"header line without a colon: {line[:60]!r}")
-            if name.strip().lower() != b"content-length":
-                continue  # Content-Type and friends carry nothing we use
-            if length >= 0:
-                # Two lengths would let two parsers disagree about the body.
-                self._fail("duplicate Content-Length header")
-            value = value.strip(_WHITESPACE)
-            if not value.isdigit():  # ASCII digits only: no sign, no spaces
-                self._fail(f"invalid Content-Length: {value[:60]!r}")
-            if len(value) > _MAX_LENGTH_DIGITS:
-                self._fail(f"Content-Length has more than {_MAX_LENGTH_DIGITS} digits")
-            length = int(value)
-        if length < 0:
-            self._fail("missing Content-Length header")
-        return length
