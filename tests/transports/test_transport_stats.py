@@ -25,6 +25,7 @@ NOT_ALLOWED = "You are not allowed to read server statistics."
 REQUIRED = {
     "clients_registered",
     "subscriptions",
+    "pattern_subscriptions",
     "event_names",
     "events_published",
     "events_delivered",
