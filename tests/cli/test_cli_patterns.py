@@ -184,9 +184,13 @@ def test_publish_include_self_and_report(patterned: ServeProcess) -> None:
     assert (counters["events_published"], counters["events_delivered"]) == (5, 3)
 
 
-def test_the_help_documents_the_shapes() -> None:
-    subscribe_help = run_cli("subscribe", "--help").stdout
-    assert '{"event_name": NAME, "value": VALUE, "pattern": PATTERN}' in " ".join(subscribe_help.split())
+def test_the_help_and_the_readme_document_the_shapes() -> None:
+    subscribe_help = " ".join(run_cli("subscribe", "--help").stdout.split())
+    assert '{"event_name": NAME, "value": VALUE, "pattern": PATTERN}' in subscribe_help
     publish_help = " ".join(run_cli("publish", "--help").stdout.split())
     assert "--include-self" in publish_help
     assert '{"listeners": N, "delivered": N, "dropped": N}' in publish_help
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8").split())
+    assert '`{"event_name": "user::logged_in", "value": ..., "pattern": "user.>"}`' in readme
+    assert '`{"listeners": N, "delivered": N, "dropped": N}`' in readme
+    assert "`publish --include-self`" in readme
