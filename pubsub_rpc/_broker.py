@@ -349,6 +349,7 @@ class Broker:
         counters: dict[str, Any] = {
             "clients_registered": self.clients.registered,
             "subscriptions": len(self._by_id),
+            "pattern_subscriptions": self._patterns.count,
             "event_names": len(self._by_event),
             "events_published": self.events_published,
             "events_delivered": self.events_delivered,

@@ -5,7 +5,8 @@ backplane hears of every subscription that appears or goes (including those
 alive when it is attached and those of a closed connection), a publish adds
 the backplane's remote count to ``listeners``, a remote event is delivered
 here without reaching the publisher's own subscriptions, and ``stats`` is
-gated by ``can_inspect`` and counts requests, refusals and bytes.
+gated by ``can_inspect`` and counts requests, refusals, bytes and pattern
+subscriptions.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ import orjson
 import pytest
 from test_broker import FakeConnection, make_broker, subscribe
 
-from pubsub_rpc import Broker, ClientInfo, ErrorCode, LocalProtocolError, RequestError, ServerConnection
+from pubsub_rpc import (
+    Broker,
+    ClientInfo,
+    ErrorCode,
+    LocalProtocolError,
+    Pattern,
+    RequestError,
+    ServerConnection,
+)
 
 
 class RecordingBackplane:
@@ -125,6 +134,30 @@ def test_stats_needs_can_inspect_and_merges_sources() -> None:
     assert stats["connections"] == 7
     # A trusted connection's ad-hoc identity may inspect, as it may do anything.
     assert broker.inspect(FakeConnection(trusted=True), None)["subscriptions"] == 1
+
+
+def test_stats_count_pattern_subscriptions_as_they_come_and_go() -> None:
+    broker = Broker()
+    broker.register_client(ClientInfo("operator", can_inspect=True))
+    broker.register_client(ClientInfo("alice"))
+    broker.start()
+    first, second = FakeConnection(), FakeConnection()
+    operator = FakeConnection()
+    assert broker.inspect(operator, "operator")["pattern_subscriptions"] == 0
+    subscribe(broker, first, "alice", "user.login")
+    made = broker.subscribe_pattern(first, "alice", Pattern.parse("user.>"))["subscription_id"]
+    broker.subscribe_pattern(first, "alice", Pattern.parse("user.*"))
+    broker.subscribe_pattern(second, "alice", Pattern.parse("user.>"))  # the same text counts again
+    stats = broker.inspect(operator, "operator")
+    # Pattern subscriptions are subscriptions too, and name no event name.
+    assert (stats["subscriptions"], stats["pattern_subscriptions"], stats["event_names"]) == (4, 3, 1)
+    broker.unsubscribe(first, "alice", made)
+    assert broker.stats()["pattern_subscriptions"] == 2
+    assert broker.drop_connection(first) == 2  # its exact one and its remaining pattern
+    assert (broker.stats()["subscriptions"], broker.stats()["pattern_subscriptions"]) == (1, 1)
+    broker.drop_connection(second)
+    assert broker.stats()["pattern_subscriptions"] == 0
+    broker.check_consistency()
 
 
 def test_connections_count_requests_refusals_and_bytes() -> None:

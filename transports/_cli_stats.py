@@ -35,6 +35,7 @@ _ROWS = (
     ("internal errors", "internal_errors", "{}"),
     ("request faults", "request_faults", "{}"),
     ("subscriptions", "subscriptions", "{}"),
+    ("pattern subscriptions", "pattern_subscriptions", "{}"),
     ("event names subscribed", "event_names", "{}"),
     ("events published", "events_published", "{}"),
     ("events delivered", "events_delivered", "{}"),

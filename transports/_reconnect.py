@@ -15,7 +15,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import trio
 
@@ -25,11 +25,12 @@ from ._client import DEFAULT_REQUEST_TIMEOUT, Client
 from ._errors import ReconnectFailedError, unwrap_single_exception
 from ._reconnect_methods import relayed, renewable
 from ._reconnect_subscription import Gap, ReconnectingSubscription, renew_all
-from ._subscription import Subscription
+from ._subscription import _Feed
 
 _log = logging.getLogger("pubsub_rpc.transports.reconnect")
 
 _R = TypeVar("_R")
+_T = TypeVar("_T")
 
 #: Seconds of the first backoff step, and the cap of every step.
 DEFAULT_INITIAL_DELAY: Final = 0.1
@@ -60,6 +61,10 @@ class ReconnectingClient:
       reconnect it is subscribed again with the same arguments, and yields a
       ``Gap`` between the values from before and after.  Events published
       while disconnected are **not** replayed (delivery is at most once).
+      ``psubscribe(pattern)`` is the same for a pattern: it yields ``Event``
+      objects (each with its real name) and ``Gap`` markers between them.
+    * ``publish`` takes ``exclude_self`` and ``report`` as ``Client.publish``
+      does; ``stats`` needs ``can_inspect`` as there.
     * A request made while disconnected waits for the reconnect, all within
       ``request_timeout``: if no connection is back by then it raises
       ``ConnectionClosedError`` and was not sent.  Nothing is queued.
@@ -117,7 +122,7 @@ class ReconnectingClient:
         self._latest: Client | None = None  # the newest connection, usable or not
         self._ready: Client | None = None  # the connection requests go to, once renewed
         self._changed = trio.Event()
-        self._live: dict[ReconnectingSubscription, None] = {}  # insertion-ordered set
+        self._live: dict[ReconnectingSubscription[Any], None] = {}  # insertion-ordered set
         self._failed: ReconnectFailedError | None = None
         self._closed = False
         self._scope = trio.CancelScope()
@@ -140,7 +145,9 @@ class ReconnectingClient:
 
     publish = relayed(Client.publish)
     ping = relayed(Client.ping)
+    stats = relayed(Client.stats)
     subscribe = renewable(Client.subscribe)
+    psubscribe = renewable(Client.psubscribe)
 
     async def aclose(self) -> None:
         """Stop reconnecting and close the connection; subscriptions end cleanly.  Returns promptly."""
@@ -171,8 +178,8 @@ class ReconnectingClient:
         raise self._timed_out(method, sent=client is not None)
 
     async def _subscribe(
-        self, renew: Callable[[Client], Awaitable[Subscription]]
-    ) -> ReconnectingSubscription:
+        self, renew: Callable[[Client], Awaitable[_Feed[_T]]]
+    ) -> ReconnectingSubscription[_T]:
         with trio.move_on_after(self.request_timeout):
             while True:
                 client = await self._usable()
@@ -183,7 +190,7 @@ class ReconnectingClient:
                 if not client.closed:
                     # Registered with no checkpoint since the check: the
                     # supervisor renews it if this connection is lost later.
-                    subscription = ReconnectingSubscription(self, first, renew)
+                    subscription: ReconnectingSubscription[_T] = ReconnectingSubscription(self, first, renew)
                     self._live[subscription] = None
                     return subscription
         raise self._timed_out("subscribe", sent=self._ready is not None)
@@ -214,7 +221,7 @@ class ReconnectingClient:
         self._changed.set()
         self._changed = trio.Event()
 
-    def _forget(self, subscription: ReconnectingSubscription) -> None:
+    def _forget(self, subscription: ReconnectingSubscription[Any]) -> None:
         self._live.pop(subscription, None)
 
     # -- the supervisor ----------------------------------------------------------------
@@ -294,7 +301,7 @@ class ReconnectingClient:
     def _resume(
         self,
         client: Client,
-        renewals: list[tuple[ReconnectingSubscription, Subscription]],
+        renewals: list[tuple[ReconnectingSubscription[Any], _Feed[Any]]],
         reason: str,
         disconnected_for: float,
     ) -> None:

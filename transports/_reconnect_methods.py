@@ -10,10 +10,11 @@ if TYPE_CHECKING:
     from ._client import Client
     from ._reconnect import ReconnectingClient
     from ._reconnect_subscription import ReconnectingSubscription
-    from ._subscription import Subscription
+    from ._subscription import _Feed
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -34,16 +35,20 @@ def relayed(
 
 
 def renewable(
-    method: Callable[Concatenate[Client, _P], Coroutine[Any, Any, Subscription]],
-) -> Callable[Concatenate[ReconnectingClient, _P], Coroutine[Any, Any, ReconnectingSubscription]]:
-    """``ReconnectingClient``'s ``subscribe``: the call is kept and repeated after each reconnect."""
+    method: Callable[Concatenate[Client, _P], Coroutine[Any, Any, _Feed[_T]]],
+) -> Callable[Concatenate[ReconnectingClient, _P], Coroutine[Any, Any, ReconnectingSubscription[_T]]]:
+    """``ReconnectingClient``'s ``subscribe`` or ``psubscribe``: the call is repeated after each reconnect.
+
+    A ``psubscribe`` is renewed as a pattern subscription, so what the
+    ``ReconnectingSubscription`` yields (``Event`` objects) stays the same.
+    """
 
     @functools.wraps(method)
     async def subscribe(
         self: ReconnectingClient, /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> ReconnectingSubscription:
-        # The call is kept whole, arguments and all, and repeated after each
-        # reconnect: whatever options subscribe grows, a renewal asks the same.
+    ) -> ReconnectingSubscription[_T]:
+        # The call is kept whole, method, arguments and all, and repeated after
+        # each reconnect: whatever options subscribe grows, a renewal asks the same.
         return await self._subscribe(lambda client: method(client, *args, **kwargs))
 
     return _renamed(subscribe, "returns a ``ReconnectingSubscription``, renewed after every reconnect")

@@ -18,19 +18,22 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
-from pubsub_rpc import ConnectionClosedError, JSONValue, PubSubError, RequestError
+from pubsub_rpc import ConnectionClosedError, PubSubError, RequestError
 
-from ._subscription import Subscription
+from ._subscription import _Feed
 
 if TYPE_CHECKING:
     from ._client import Client
     from ._reconnect import ReconnectingClient
 
 _log = logging.getLogger("pubsub_rpc.transports.reconnect")
+
+#: What a subscription yields between its ``Gap`` markers: values, or ``Event`` objects for a pattern.
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,7 +70,7 @@ class Gap:
         )
 
 
-class ReconnectingSubscription:
+class ReconnectingSubscription(Generic[T]):
     """A subscription that is renewed after every reconnect; iterate it for values and ``Gap`` markers.
 
     ::
@@ -78,6 +81,10 @@ class ReconnectingSubscription:
                     ...  # values published during item.disconnected_for seconds are lost
                 else:
                     ...  # a value
+
+    One from ``psubscribe(pattern)`` yields ``Event`` objects (name, value)
+    instead of values, with the same ``Gap`` markers between them; after a
+    reconnect it is renewed as a pattern subscription again.
 
     Leaving the ``async with`` block unsubscribes.  Iteration ends cleanly
     (after the values already received) when you ``unsubscribe()`` or close
@@ -109,8 +116,8 @@ class ReconnectingSubscription:
     def __init__(
         self,
         client: ReconnectingClient,
-        first: Subscription,
-        renew: Callable[[Client], Awaitable[Subscription]],
+        first: _Feed[T],
+        renew: Callable[[Client], Awaitable[_Feed[T]]],
     ) -> None:
         # Subscribes again on a new connection, with the original call's arguments.
         self._renew = renew
@@ -118,7 +125,7 @@ class ReconnectingSubscription:
         # What earlier connections left unread, oldest first: their values,
         # each reconnect's Gap (consecutive ones merged), then the newest
         # connection's Subscription, read directly.
-        self._backlog: deque[JSONValue | Gap] = deque()
+        self._backlog: deque[T | Gap] = deque()
         self._backlog_values = 0
         self._newest = first
         # The client's subscription_buffer: the backlog's values and the
@@ -134,7 +141,7 @@ class ReconnectingSubscription:
 
     @property
     def event_name(self) -> str:
-        """The event name it receives."""
+        """The event name it receives (for a pattern subscription: the pattern)."""
         return self._newest.event_name
 
     @property
@@ -154,11 +161,11 @@ class ReconnectingSubscription:
 
     # -- reading ---------------------------------------------------------------
 
-    def __aiter__(self) -> ReconnectingSubscription:
+    def __aiter__(self) -> ReconnectingSubscription[T]:
         return self
 
-    async def __anext__(self) -> JSONValue | Gap:
-        """The next value, or a ``Gap`` where the connection was lost; waits for one to arrive."""
+    async def __anext__(self) -> T | Gap:
+        """The next value (``Event``), or a ``Gap`` where the connection was lost; waits for one."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self._backlog:
@@ -185,7 +192,7 @@ class ReconnectingSubscription:
             if self._wake.is_set():
                 self._wake = trio.Event()
 
-    def _pop_backlog(self) -> JSONValue | Gap:
+    def _pop_backlog(self) -> T | Gap:
         item = self._backlog.popleft()
         if not isinstance(item, Gap):
             self._backlog_values -= 1
@@ -205,7 +212,7 @@ class ReconnectingSubscription:
         """
         await self.__aexit__(None, None, None)
 
-    async def __aenter__(self) -> ReconnectingSubscription:
+    async def __aenter__(self) -> ReconnectingSubscription[T]:
         return self
 
     async def __aexit__(
@@ -234,7 +241,7 @@ class ReconnectingSubscription:
             self._finish(error)
         self._wake.set()
 
-    def _renewed(self, gap: Gap, subscription: Subscription) -> None:
+    def _renewed(self, gap: Gap, subscription: _Feed[T]) -> None:
         """The reconnect made ``subscription``: read it after the backlog and ``gap``."""
         if self._ended:
             # Unsubscribed while the reconnect renewed it.
@@ -262,8 +269,8 @@ class ReconnectingSubscription:
 
 
 async def renew_all(
-    client: Client, subscriptions: list[ReconnectingSubscription]
-) -> list[tuple[ReconnectingSubscription, Subscription]]:
+    client: Client, subscriptions: list[ReconnectingSubscription[Any]]
+) -> list[tuple[ReconnectingSubscription[Any], _Feed[Any]]]:
     """Subscribe each of ``subscriptions`` again on ``client``, all requests in flight at once.
 
     Returns each still-open one with its new ``Subscription``.  One the
@@ -271,10 +278,10 @@ async def renew_all(
     ``Unrecognized client ID`` would come back on every attempt).  Raises
     the first connection failure or timeout: this connection is no good.
     """
-    renewals: list[tuple[ReconnectingSubscription, Subscription]] = []
+    renewals: list[tuple[ReconnectingSubscription[Any], _Feed[Any]]] = []
     trouble: list[PubSubError] = []
 
-    async def renew(subscription: ReconnectingSubscription) -> None:
+    async def renew(subscription: ReconnectingSubscription[Any]) -> None:
         try:
             renewed = await subscription._renew(client)
         except RequestError as exc:

@@ -63,6 +63,7 @@ COUNTERS: Final = {
 GAUGES: Final = {
     "clients_registered": "Registered clients.",
     "subscriptions": "Live subscriptions.",
+    "pattern_subscriptions": "Live pattern subscriptions (also counted in subscriptions).",
     "event_names": "Event names with at least one subscription.",
     "connections": "Connections open now.",
     "uptime_seconds": "Seconds since the server started.",

@@ -15,7 +15,9 @@ must be a trio test (``trio_mode = true`` in the pytest configuration, or
 ``@pytest.mark.trio`` on the test).  ``-p no:pubsub_rpc`` turns the plugin off.
 
 * ``pubsub_clients``: the clients registered before the server starts, an
-  iterable of ``pubsub_rpc.ClientInfo`` (none by default).  Override it in a
+  iterable of ``pubsub_rpc.ClientInfo`` (none by default), registered as
+  they are: per-name rules (``subscribe_deny=("secret.>",)`` and the rest)
+  and ``can_inspect`` (the ``stats`` request) included.  Override it in a
   conftest or test module, or per test with
   ``@pytest.mark.parametrize("pubsub_clients", [[ClientInfo(...)]])``.
 * ``pubsub_server_options``: keyword arguments for ``Server`` (its limits),
@@ -28,7 +30,7 @@ must be a trio test (``trio_mode = true`` in the pytest configuration, or
   in-process unless ``transport="tcp"`` or ``"unix"`` says otherwise.
 
 Every listener is trusted, as the in-process one always is: a client that
-sends no id gets an ad-hoc identity with every right.  A registered id gets
+sends no id gets an ad-hoc identity with every right (``stats`` included).  A registered id gets
 exactly its registered rights and an unknown id is refused, on every
 transport.  At teardown the clients are closed, then the server, and the test
 errors if the server misbehaved: broker indexes that disagree, state left

@@ -197,6 +197,7 @@ PONG_1 = ok(1, {})
 STATS_MEMBERS = (
     "clients_registered",
     "subscriptions",
+    "pattern_subscriptions",
     "event_names",
     "events_published",
     "events_delivered",

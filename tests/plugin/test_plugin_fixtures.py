@@ -142,3 +142,39 @@ async def test_clients_stay_open_for_the_test_and_may_be_closed_early(
         while pubsub_server.server.connection_count != 1:
             await trio.sleep(0.01)  # the server notices the close on its own time
     await late.ping()
+
+
+OPERATOR = ClientInfo("ops-s3cret", can_inspect=True, can_subscribe=False)
+RULED = ClientInfo("ruled-s3cret", can_publish=False, subscribe_deny=("secret.>",))
+
+
+@pytest.mark.parametrize("pubsub_clients", [[OPERATOR, RULED, PUBLISHER]])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_rules_can_inspect_psubscribe_and_stats_through_the_fixtures(
+    pubsub_connect: Connect, transport: Any
+) -> None:
+    operator = await pubsub_connect("ops-s3cret", transport=transport)
+    ruled = await pubsub_connect("ruled-s3cret", transport=transport)
+    publisher = await pubsub_connect("pub-s3cret", transport=transport)
+    with pytest.raises(RequestError) as refused:
+        await ruled.psubscribe("secret.*")  # every name it could match is denied
+    assert refused.value.code == ErrorCode.SUBSCRIBE_FORBIDDEN
+    everything = await ruled.psubscribe(">")  # allowed, but secret names are filtered out
+    users = await ruled.psubscribe("user.*")
+    stats = await operator.stats()
+    assert (stats["subscriptions"], stats["pattern_subscriptions"], stats["event_names"]) == (2, 2, 0)
+    await publisher.publish("secret.plan", "hidden")
+    report = await publisher.publish("user.login", "ada", report=True)
+    assert (report.listeners, report.delivered, report.dropped) == (2, 2, 0)
+    first = await anext(everything)
+    assert (first.event_name, first.value) == ("user.login", "ada")  # the secret one never came
+    assert (await anext(users)).event_name == "user.login"
+    with pytest.raises(RequestError) as refused:
+        await publisher.stats()  # registered without can_inspect
+    assert refused.value.code == ErrorCode.INSPECT_FORBIDDEN
+    stats = await operator.stats()
+    assert (stats["events_published"], stats["events_delivered"]) == (2, 2)
+    await everything.unsubscribe()
+    assert (await operator.stats())["pattern_subscriptions"] == 1
+    # An ad-hoc identity of the fixture's trusted listeners may do anything, stats included.
+    assert (await (await pubsub_connect(transport=transport)).stats())["subscriptions"] == 1

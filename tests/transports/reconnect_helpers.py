@@ -38,8 +38,14 @@ class Restartable:
         self.adapter: tcp.Adapter | unix.Adapter | inprocess.Adapter | None = None
         self.starts = 0
 
-    async def start(self, client_ids: tuple[str, ...] = (SUBSCRIBER, PUBLISHER)) -> Server:
-        """Start a new server (a server starts only once) at the same address."""
+    async def start(
+        self, client_ids: tuple[str, ...] = (SUBSCRIBER, PUBLISHER), *, infos: tuple[ClientInfo, ...] = ()
+    ) -> Server:
+        """Start a new server (a server starts only once) at the same address.
+
+        ``client_ids`` are registered with every right but ``can_inspect``;
+        ``infos`` are registered as they are (rules, ``can_inspect``).
+        """
         adapter: tcp.Adapter | unix.Adapter | inprocess.Adapter
         if self.kind == "tcp":
             adapter = tcp.Adapter("127.0.0.1", self.port)
@@ -50,6 +56,8 @@ class Restartable:
         server = Server([adapter])
         for client_id in client_ids:
             server.register_client(ClientInfo(client_id))
+        for info in infos:
+            server.register_client(info)
         await self.nursery.start(server.serve)
         if isinstance(adapter, tcp.Adapter):
             self.port = adapter.port

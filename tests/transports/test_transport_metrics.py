@@ -99,6 +99,7 @@ async def test_scrape_reflects_traffic_over_tcp_and_in_process() -> None:
         _, before = await scrape(endpoint.port)
         assert _value(before, "events_published_total") == 0
         assert _value(before, "connections") == 0
+        assert _value(before, "pattern_subscriptions") == 0
         async with (
             tcp.connect("127.0.0.1", pubsub.port, client_id=USER) as subscriber,
             inprocess.connect(local) as publisher,
@@ -108,12 +109,16 @@ async def test_scrape_reflects_traffic_over_tcp_and_in_process() -> None:
             async for value in subscription:
                 assert value == {"n": 1}
                 break
-            _, during = await scrape(endpoint.port)
+            async with await subscriber.psubscribe("metrics.*"):
+                text, during = await scrape(endpoint.port)
+    assert _value(during, "pattern_subscriptions") == 1
+    assert "# TYPE pubsub_rpc_pattern_subscriptions gauge\n" in text
+    assert "# HELP pubsub_rpc_pattern_subscriptions Live pattern subscriptions" in text
     assert _value(during, "events_published_total") == 1
     assert _value(during, "events_delivered_total") == 1
-    assert _value(during, "subscriptions") == 1
+    assert _value(during, "subscriptions") == 2  # the pattern subscription too
     assert _value(during, "connections") == 2
-    assert _value(during, "requests_total") == 2  # the subscribe and the publish
+    assert _value(during, "requests_total") == 3  # the subscribe, the publish and the psubscribe
     assert _value(during, "bytes_received_total") > 0 and _value(during, "bytes_sent_total") > 0
     tcp_labels = {"adapter": pubsub.url, "kind": "tcp"}
     local_labels = {"adapter": "inprocess", "kind": "inprocess"}

@@ -25,6 +25,7 @@ NOT_ALLOWED = "You are not allowed to read server statistics."
 REQUIRED = {
     "clients_registered",
     "subscriptions",
+    "pattern_subscriptions",
     "event_names",
     "events_published",
     "events_delivered",
@@ -63,17 +64,20 @@ async def test_stats_reports_live_counters(kind: str, tmp_path: Path) -> None:
             harness.connect(OTHER) as publisher,
             harness.connect(OPERATOR) as operator,
             await subscriber.subscribe("stats.greeting") as subscription,
+            await subscriber.psubscribe("stats.*") as everything,
         ):
-            assert await publisher.publish("stats.greeting", "hello") == 1
+            assert await publisher.publish("stats.greeting", "hello") == 2
             assert await collect(subscription, 1) == ["hello"]
+            assert [event.event_name for event in await collect(everything, 1)] == ["stats.greeting"]
             stats = await operator.stats()
     assert set(stats) >= REQUIRED
     assert stats["clients_registered"] == 3
-    assert stats["subscriptions"] == 1 and stats["event_names"] == 1
-    assert stats["events_published"] == 1 and stats["events_delivered"] == 1
+    # The pattern subscription is one of the two, and names no event name.
+    assert stats["subscriptions"] == 2 and stats["pattern_subscriptions"] == 1 and stats["event_names"] == 1
+    assert stats["events_published"] == 1 and stats["events_delivered"] == 2
     assert stats["events_dropped"] == 0
-    # subscribe, publish, then this stats request: all answered, none refused.
-    assert stats["requests"] == 3 and stats["requests_refused"] == 0
+    # subscribe, psubscribe, publish, then this stats request: all answered, none refused.
+    assert stats["requests"] == 4 and stats["requests_refused"] == 0
     assert stats["connections"] == 3 and stats["connections_accepted"] == 3
     assert stats["connections_refused"] == stats["slow_consumers"] == stats["idle_closed"] == 0
     assert stats["internal_errors"] == stats["request_faults"] == 0
