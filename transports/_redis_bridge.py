@@ -41,7 +41,7 @@ from coredis.retry import NoRetryPolicy
 
 from pubsub_rpc import Broker, EncodedEvent, Subscription
 
-from ._redis_traffic import RedisTraffic
+from ._redis_traffic import RedisTraffic, Track
 from ._redis_wire import BYE, DEFAULT_PREFIX, encode_control, encode_event
 
 _log = logging.getLogger("pubsub_rpc.transports.redis")
@@ -127,14 +127,17 @@ class RedisBridge(RedisTraffic):
     # -- the Backplane hooks (synchronous; never block or raise) ----------------
 
     def subscription_added(self, subscription: Subscription) -> None:
-        """Count it; the first one to a name makes the sender SUBSCRIBE."""
-        self._interest.add(subscription.event_name, subscription.client_id)
-        self._changed(subscription.event_name)
+        """Count it; the first one to a name (or pattern) makes the sender SUBSCRIBE (PSUBSCRIBE)."""
+        # A pattern subscription's event_name is its pattern's text: its key.
+        track = self._exact if subscription.pattern is None else self._wild
+        track.interest.add(subscription.event_name, subscription.client_id, subscription.filter)
+        self._changed(track, subscription.event_name)
 
     def subscription_removed(self, subscription: Subscription) -> None:
-        """Uncount it; the last one to a name makes the sender UNSUBSCRIBE."""
-        self._interest.remove(subscription.event_name, subscription.client_id)
-        self._changed(subscription.event_name)
+        """Uncount it; the last one to a name (or pattern) makes the sender UNSUBSCRIBE."""
+        track = self._exact if subscription.pattern is None else self._wild
+        track.interest.remove(subscription.event_name, subscription.client_id)
+        self._changed(track, subscription.event_name)
 
     def forward(self, event: EncodedEvent, exclude_client_id: str | None) -> int | None:
         """Queue a local publish for the other servers; the subscriptions it should reach there.
@@ -146,7 +149,7 @@ class RedisBridge(RedisTraffic):
         if not self._connected_flag:
             self.unforwarded += 1
             return None
-        publisher = None if exclude_client_id is None else self._interest.digest(exclude_client_id)
+        publisher = None if exclude_client_id is None else self._exact.interest.digest(exclude_client_id)
         remote = self._remote.listeners(event.event_name, publisher)
         if not remote:
             return 0
@@ -169,8 +172,8 @@ class RedisBridge(RedisTraffic):
         self._wake.set()
         return remote
 
-    def _changed(self, event_name: str) -> None:
-        self._dirty.add(event_name)
+    def _changed(self, track: Track, key: str) -> None:
+        track.dirty.add(key)
         self._wake.set()
 
     # -- introspection -------------------------------------------------------------
@@ -186,7 +189,7 @@ class RedisBridge(RedisTraffic):
 
     def remote_listeners(self, event_name: str, publisher_id: str | None = None) -> int:
         """Subscriptions to ``event_name`` on other servers, as this one knows them."""
-        digest = None if publisher_id is None else self._interest.digest(publisher_id)
+        digest = None if publisher_id is None else self._exact.interest.digest(publisher_id)
         return self._remote.listeners(event_name, digest)
 
     def stats(self) -> dict[str, Any]:
@@ -206,7 +209,8 @@ class RedisBridge(RedisTraffic):
             "backplane_malformed": self.malformed,
             "backplane_nodes": self._remote.nodes,
             "backplane_remote_subscriptions": self._remote.subscriptions(),
-            "backplane_channels": len(self._subscribed),
+            "backplane_channels": len(self._exact.subscribed),
+            "backplane_patterns": len(self._globs),
         }
 
     # -- running -----------------------------------------------------------------------
