@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 from contextlib import suppress
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -41,6 +42,7 @@ from coredis.retry import NoRetryPolicy
 
 from pubsub_rpc import Broker, EncodedEvent, Subscription
 
+from ._redis_options import tls_context
 from ._redis_traffic import RedisTraffic, Track
 from ._redis_wire import BYE, DEFAULT_PREFIX, encode_control, encode_event
 
@@ -84,11 +86,23 @@ def _first_leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def _describe(exc: BaseException) -> str:
+    # coredis wraps the reason (a refused connection, a certificate that does
+    # not verify) in a generic ConnectionError: show the reason too.
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) not in text:
+        text += f" ({type(cause).__name__}: {cause})"
+    return text
+
+
 class RedisBridge(RedisTraffic):
     """Connect one ``Broker`` to every other server on the same Redis and prefix.
 
     ``url`` is any URL coredis accepts: ``redis://[[user]:password@]host:port/db``,
-    ``rediss://`` for TLS, ``unix:///path``.  Run it with
+    ``rediss://`` for TLS, ``unix:///path``.  For ``rediss://`` the TLS
+    settings are ``ssl_context``, by default ``tls_context(url)`` (the
+    certificate and the host name checked; see ``_redis_options``).  Run it with
     ``await nursery.start(bridge.run)``: it attaches itself to the broker at
     once, connects in the background (the server serves meanwhile) and
     detaches when cancelled, telling the other servers it leaves.
@@ -103,6 +117,7 @@ class RedisBridge(RedisTraffic):
         queue_size: int = DEFAULT_QUEUE_SIZE,
         heartbeat: float = DEFAULT_HEARTBEAT,
         expiry: float = DEFAULT_EXPIRY,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -110,6 +125,7 @@ class RedisBridge(RedisTraffic):
             raise ValueError("heartbeat must be positive and shorter than expiry")
         super().__init__(broker, prefix, heartbeat, expiry)
         self.url = url
+        self._ssl_context = ssl_context if ssl_context is not None else tls_context(url)
         self.queue_size = queue_size
         self._connected = trio.Event()
         self._connected_flag = False
@@ -265,11 +281,13 @@ class RedisBridge(RedisTraffic):
             await trio.sleep(delay * jitter.uniform(0.5, 1.0))
 
     async def _session(self) -> None:
+        tls: dict[str, Any] = {} if self._ssl_context is None else {"ssl_context": self._ssl_context}
         client = coredis.Redis.from_url(
             self.url,
             retry_policy=NoRetryPolicy(),
             connect_timeout=_CONNECT_TIMEOUT,
             stream_timeout=_COMMAND_TIMEOUT,
+            **tls,
         )
         async with client:
             await client.ping()
@@ -298,10 +316,9 @@ class RedisBridge(RedisTraffic):
         self.outages += 1
         self._unforwarded_before_outage = self.unforwarded
         _log.warning(
-            "Redis at %s is out of reach (%s: %s); events stay on this server until it is back",
+            "Redis at %s is out of reach (%s); events stay on this server until it is back",
             redacted(self.url),
-            type(exc).__name__,
-            exc,
+            _describe(exc),
         )
 
     def _disconnected(self) -> None:

@@ -125,9 +125,12 @@ def test_remote_counts_leave_out_the_publisher_and_expire() -> None:
 
 
 class _Args:
-    def __init__(self, redis: str | None, redis_prefix: str = "pubsub-rpc:") -> None:
+    def __init__(
+        self, redis: str | None, redis_prefix: str = "pubsub-rpc:", redis_ca: str | None = None
+    ) -> None:
         self.redis = redis
         self.redis_prefix = redis_prefix
+        self.redis_ca = redis_ca
 
 
 @pytest.mark.parametrize(
@@ -145,6 +148,11 @@ def test_bad_redis_options_are_refused_without_repeating_the_url(url: str, prefi
     assert "s3cret" not in str(refused.value)
     with pytest.raises(BadURLError):
         bridge_from_args(_Args(None, "other:"), broker=None)  # type: ignore[arg-type]
+    # --redis-ca: only with --redis, only for rediss://, and a file that exists.
+    for redis in (None, "redis://h:1/0", "rediss://:pw-s3cret@h:1/0"):
+        with pytest.raises(BadURLError) as refused:
+            bridge_from_args(_Args(redis, redis_ca="/nonexistent/ca.pem"), broker=None)  # type: ignore[arg-type]
+        assert "s3cret" not in str(refused.value)
 
 
 def test_pattern_counts_and_filters_round_trip() -> None:
