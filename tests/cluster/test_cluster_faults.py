@@ -245,3 +245,28 @@ async def test_the_python_client_sees_a_publish_that_stayed_on_its_server(
         # Delivered on A only, and the client can tell.
         assert (report.listeners, report.delivered, report.forwarded) == (1, 1, False)
         assert [await local.__anext__() for _ in range(2)] == [1, 2]
+
+
+async def test_pattern_subscriptions_are_taken_up_again_after_redis_returns(
+    private_redis: RedisProcess, prefix: str
+) -> None:
+    async with (
+        cluster(private_redis.url, prefix, size=2) as (a, b),
+        RawClient.open(a.port) as alice,
+        RawClient.open(b.port) as bob,
+    ):
+        await bob.call("subscribe", client_id=BOB, pattern="news.>")
+        await bob.call("subscribe", client_id=BOB, event_name="news.x")
+        await wait_until(lambda: a.bridge.remote_listeners("news.x") == 2)
+        private_redis.kill()
+        await wait_until(lambda: not (a.bridge.connected or b.bridge.connected))
+        assert a.bridge.remote_listeners("news.x") == 0
+        await private_redis.start()
+        # B subscribes again (the glob included) and announces both; A counts them again.
+        await wait_until(lambda: a.bridge.remote_listeners("news.x") == 2)
+        assert b.bridge.stats()["backplane_patterns"] == 1
+        answer = await alice.call("publish", client_id=ALICE, event_name="news.x", value="back")
+        assert answer == {"listeners": 2, "client_id": ALICE}
+        assert [await bob.next_event() for _ in range(2)] == [("news.x", "back")] * 2
+        await bob.call("ping")
+        assert bob.events == []
