@@ -43,7 +43,7 @@ def add_redis_options(serve: argparse.ArgumentParser) -> None:
         "--redis-ca",
         metavar="FILE",
         help="with rediss://: the CA certificate(s) Redis's certificate must chain to "
-        "(default: the system's; the host name is always checked)",
+        "(default: the system's); the host name is checked too",
     )
 
 
