@@ -205,12 +205,16 @@ class PublishResult:
     report: deliveries queued on the server that took the publish, and those
     it refused because the subscriber's connection was closing (a slow
     consumer cut off).  ``listeners`` also counts other servers' deliveries.
+    ``forwarded`` is False when the server said it could not pass the event
+    to the other servers of its cluster (its Redis out of reach): the event
+    reached that server's subscribers only.  Always True for a single server.
     """
 
     listeners: int
     client_id: str
     delivered: int | None = None
     dropped: int | None = None
+    forwarded: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

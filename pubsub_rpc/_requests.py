@@ -172,6 +172,8 @@ class RequestBook:
                 client_id=shown_id,
                 delivered=delivered if type(delivered) is int else None,
                 dropped=dropped if type(dropped) is int else None,
+                # Only an explicit false: a single server never sends the member.
+                forwarded=fields.get("forwarded") is not False,
             )
         if method == SUBSCRIBE:
             subscription_id = fields.get("subscription_id")

@@ -136,7 +136,9 @@ class Client:
         publisher's own unless ``exclude_self=False``.  With ``report=True``
         the whole ``PublishResult`` is returned, whose ``delivered`` and
         ``dropped`` count the deliveries queued and refused (slow consumers
-        being cut off) on the server.
+        being cut off) on the server, and whose ``forwarded`` is False when
+        the server could not pass the event on to the other servers of its
+        cluster (``--redis`` out of reach).
         """
         result = await self._call(
             "publish",

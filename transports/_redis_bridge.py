@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 from contextlib import suppress
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -41,7 +42,8 @@ from coredis.retry import NoRetryPolicy
 
 from pubsub_rpc import Broker, EncodedEvent, Subscription
 
-from ._redis_traffic import RedisTraffic
+from ._redis_options import tls_context
+from ._redis_traffic import RedisTraffic, Track
 from ._redis_wire import BYE, DEFAULT_PREFIX, encode_control, encode_event
 
 _log = logging.getLogger("pubsub_rpc.transports.redis")
@@ -84,11 +86,23 @@ def _first_leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def _describe(exc: BaseException) -> str:
+    # coredis wraps the reason (a refused connection, a certificate that does
+    # not verify) in a generic ConnectionError: show the reason too.
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) not in text:
+        text += f" ({type(cause).__name__}: {cause})"
+    return text
+
+
 class RedisBridge(RedisTraffic):
     """Connect one ``Broker`` to every other server on the same Redis and prefix.
 
     ``url`` is any URL coredis accepts: ``redis://[[user]:password@]host:port/db``,
-    ``rediss://`` for TLS, ``unix:///path``.  Run it with
+    ``rediss://`` for TLS, ``unix:///path``.  For ``rediss://`` the TLS
+    settings are ``ssl_context``, by default ``tls_context(url)`` (the
+    certificate and the host name checked; see ``_redis_options``).  Run it with
     ``await nursery.start(bridge.run)``: it attaches itself to the broker at
     once, connects in the background (the server serves meanwhile) and
     detaches when cancelled, telling the other servers it leaves.
@@ -103,6 +117,7 @@ class RedisBridge(RedisTraffic):
         queue_size: int = DEFAULT_QUEUE_SIZE,
         heartbeat: float = DEFAULT_HEARTBEAT,
         expiry: float = DEFAULT_EXPIRY,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -110,6 +125,7 @@ class RedisBridge(RedisTraffic):
             raise ValueError("heartbeat must be positive and shorter than expiry")
         super().__init__(broker, prefix, heartbeat, expiry)
         self.url = url
+        self._ssl_context = ssl_context if ssl_context is not None else tls_context(url)
         self.queue_size = queue_size
         self._connected = trio.Event()
         self._connected_flag = False
@@ -127,14 +143,17 @@ class RedisBridge(RedisTraffic):
     # -- the Backplane hooks (synchronous; never block or raise) ----------------
 
     def subscription_added(self, subscription: Subscription) -> None:
-        """Count it; the first one to a name makes the sender SUBSCRIBE."""
-        self._interest.add(subscription.event_name, subscription.client_id)
-        self._changed(subscription.event_name)
+        """Count it; the first one to a name (or pattern) makes the sender SUBSCRIBE (PSUBSCRIBE)."""
+        # A pattern subscription's event_name is its pattern's text: its key.
+        track = self._exact if subscription.pattern is None else self._wild
+        track.interest.add(subscription.event_name, subscription.client_id, subscription.filter)
+        self._changed(track, subscription.event_name)
 
     def subscription_removed(self, subscription: Subscription) -> None:
-        """Uncount it; the last one to a name makes the sender UNSUBSCRIBE."""
-        self._interest.remove(subscription.event_name, subscription.client_id)
-        self._changed(subscription.event_name)
+        """Uncount it; the last one to a name (or pattern) makes the sender UNSUBSCRIBE."""
+        track = self._exact if subscription.pattern is None else self._wild
+        track.interest.remove(subscription.event_name, subscription.client_id)
+        self._changed(track, subscription.event_name)
 
     def forward(self, event: EncodedEvent, exclude_client_id: str | None) -> int | None:
         """Queue a local publish for the other servers; the subscriptions it should reach there.
@@ -146,7 +165,7 @@ class RedisBridge(RedisTraffic):
         if not self._connected_flag:
             self.unforwarded += 1
             return None
-        publisher = None if exclude_client_id is None else self._interest.digest(exclude_client_id)
+        publisher = None if exclude_client_id is None else self._exact.interest.digest(exclude_client_id)
         remote = self._remote.listeners(event.event_name, publisher)
         if not remote:
             return 0
@@ -169,8 +188,8 @@ class RedisBridge(RedisTraffic):
         self._wake.set()
         return remote
 
-    def _changed(self, event_name: str) -> None:
-        self._dirty.add(event_name)
+    def _changed(self, track: Track, key: str) -> None:
+        track.dirty.add(key)
         self._wake.set()
 
     # -- introspection -------------------------------------------------------------
@@ -186,7 +205,7 @@ class RedisBridge(RedisTraffic):
 
     def remote_listeners(self, event_name: str, publisher_id: str | None = None) -> int:
         """Subscriptions to ``event_name`` on other servers, as this one knows them."""
-        digest = None if publisher_id is None else self._interest.digest(publisher_id)
+        digest = None if publisher_id is None else self._exact.interest.digest(publisher_id)
         return self._remote.listeners(event_name, digest)
 
     def stats(self) -> dict[str, Any]:
@@ -206,7 +225,8 @@ class RedisBridge(RedisTraffic):
             "backplane_malformed": self.malformed,
             "backplane_nodes": self._remote.nodes,
             "backplane_remote_subscriptions": self._remote.subscriptions(),
-            "backplane_channels": len(self._subscribed),
+            "backplane_channels": len(self._exact.subscribed),
+            "backplane_patterns": len(self._globs),
         }
 
     # -- running -----------------------------------------------------------------------
@@ -261,11 +281,13 @@ class RedisBridge(RedisTraffic):
             await trio.sleep(delay * jitter.uniform(0.5, 1.0))
 
     async def _session(self) -> None:
+        tls: dict[str, Any] = {} if self._ssl_context is None else {"ssl_context": self._ssl_context}
         client = coredis.Redis.from_url(
             self.url,
             retry_policy=NoRetryPolicy(),
             connect_timeout=_CONNECT_TIMEOUT,
             stream_timeout=_COMMAND_TIMEOUT,
+            **tls,
         )
         async with client:
             await client.ping()
@@ -294,10 +316,9 @@ class RedisBridge(RedisTraffic):
         self.outages += 1
         self._unforwarded_before_outage = self.unforwarded
         _log.warning(
-            "Redis at %s is out of reach (%s: %s); events stay on this server until it is back",
+            "Redis at %s is out of reach (%s); events stay on this server until it is back",
             redacted(self.url),
-            type(exc).__name__,
-            exc,
+            _describe(exc),
         )
 
     def _disconnected(self) -> None:

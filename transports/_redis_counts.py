@@ -19,15 +19,19 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ._redis_wire import NameCounts, publisher_digest
+from pubsub_rpc._rules import Rule
+
+from ._redis_patterns import RemotePatterns
+from ._redis_wire import NameCounts, PatternCounts, publisher_digest
 
 
 class LocalInterest:
     """This server's subscriptions, counted per event name and per subscriber digest.
 
-    Keyed by event name.  Pattern subscriptions would add a second map keyed
-    by pattern (a Redis PSUBSCRIBE glob that over-approximates it, matched
-    exactly by the broker on delivery); nothing else here would change.
+    Keyed by event name; the bridge keeps a second one keyed by pattern
+    text, whose subscriptions may carry a delivery filter (the owner's
+    rules), announced with the counts so that other servers count only what
+    this one will deliver.
     """
 
     def __init__(self, prefix: str) -> None:
@@ -38,14 +42,20 @@ class LocalInterest:
         self._client_of: dict[str, str] = {}
         self._digest_of: dict[str, str] = {}
         self._refs: Counter[str] = Counter()
+        # key -> {digest -> filter}, for the digests whose subscriptions have one.
+        self._filters: dict[str, dict[str, Rule]] = {}
 
     def digest(self, client_id: str) -> str:
         """The publisher digest of a client id (cached while it subscribes here)."""
         digest = self._digest_of.get(client_id)
         return digest if digest is not None else publisher_digest(self._prefix, client_id)
 
-    def add(self, event_name: str, client_id: str) -> bool:
-        """Count one subscription; True if it is the first one to that name here."""
+    def add(self, event_name: str, client_id: str, filter: Rule | None = None) -> bool:
+        """Count one subscription; True if it is the first one to that name here.
+
+        ``filter`` is a pattern subscription's delivery filter (the same for
+        every subscription of one client to one pattern).
+        """
         digest = self._digest_of.get(client_id)
         if digest is None:
             digest = self._digest_of[client_id] = publisher_digest(self._prefix, client_id)
@@ -54,6 +64,8 @@ class LocalInterest:
         first = event_name not in self._totals
         self._by_name.setdefault(event_name, Counter())[digest] += 1
         self._totals[event_name] = self._totals.get(event_name, 0) + 1
+        if filter is not None:
+            self._filters.setdefault(event_name, {})[digest] = filter
         return first
 
     def remove(self, event_name: str, client_id: str) -> bool:
@@ -63,6 +75,11 @@ class LocalInterest:
         by_digest[digest] -= 1
         if not by_digest[digest]:
             del by_digest[digest]
+            filters = self._filters.get(event_name)
+            if filters is not None:
+                filters.pop(digest, None)
+                if not filters:
+                    del self._filters[event_name]
         self._refs[client_id] -= 1
         if not self._refs[client_id]:
             del self._refs[client_id], self._digest_of[client_id], self._client_of[digest]
@@ -91,6 +108,11 @@ class LocalInterest:
         """Every name's counts, as announced in a ``state`` message."""
         return {name: self.counts(name) for name in self._totals}
 
+    def pattern_counts(self, pattern: str) -> PatternCounts:
+        """One pattern's counts with its subscribers' delivery filters, as announced."""
+        total, by_digest = self.counts(pattern)
+        return total, by_digest, dict(self._filters.get(pattern, {}))
+
 
 @dataclass(slots=True)
 class _Node:
@@ -99,10 +121,11 @@ class _Node:
 
 
 class RemoteCounts:
-    """The other servers' announced subscription counts, with expiry."""
+    """The other servers' announced subscription counts (exact and pattern), with expiry."""
 
     def __init__(self) -> None:
         self._nodes: dict[str, _Node] = {}
+        self._patterns = RemotePatterns()
 
     def __contains__(self, node: str) -> bool:
         return node in self._nodes
@@ -114,7 +137,8 @@ class RemoteCounts:
 
     def subscriptions(self) -> int:
         """How many subscriptions the other servers announced, all names together."""
-        return sum(total for node in self._nodes.values() for total, _ in node.counts.values())
+        exact = sum(total for node in self._nodes.values() for total, _ in node.counts.values())
+        return exact + self._patterns.subscriptions()
 
     def seen(self, node: str, now: float) -> None:
         """Note that ``node`` is alive (any message from it)."""
@@ -122,9 +146,18 @@ class RemoteCounts:
         if entry is not None:
             entry.last_seen = now
 
-    def replace(self, node: str, counts: dict[str, NameCounts], now: float) -> None:
+    def replace(
+        self,
+        node: str,
+        counts: dict[str, NameCounts],
+        now: float,
+        patterns: dict[str, PatternCounts] | None = None,
+    ) -> None:
         """A ``state`` message: everything ``node`` has, replacing what was known."""
         self._nodes[node] = _Node({name: c for name, c in counts.items() if c[0]}, now)
+        self._patterns.forget(node)
+        for text, pattern_counts in (patterns or {}).items():
+            self._patterns.set(node, text, pattern_counts)
 
     def update(self, node: str, event_name: str, counts: NameCounts, now: float) -> None:
         """A ``count`` message: one name's counts on ``node``."""
@@ -135,24 +168,35 @@ class RemoteCounts:
         else:
             entry.counts.pop(event_name, None)
 
+    def update_pattern(self, node: str, pattern: str, counts: PatternCounts, now: float) -> None:
+        """A ``count`` message about a pattern: its counts on ``node``."""
+        entry = self._nodes.setdefault(node, _Node())
+        entry.last_seen = now
+        self._patterns.set(node, pattern, counts)
+
     def forget(self, node: str) -> None:
         """Drop what was known of ``node`` (it said ``bye``)."""
         self._nodes.pop(node, None)
+        self._patterns.forget(node)
 
     def clear(self) -> None:
         """Drop everything (this server lost Redis: nothing it knows is current)."""
         self._nodes.clear()
+        self._patterns = RemotePatterns()
 
     def expire(self, now: float, expiry: float) -> list[str]:
         """Drop the servers not heard from for ``expiry`` seconds; returns their ids."""
         gone = [node for node, entry in self._nodes.items() if now - entry.last_seen > expiry]
         for node in gone:
-            del self._nodes[node]
+            self.forget(node)
         return gone
 
     def listeners(self, event_name: str, publisher: str | None) -> int:
-        """Subscriptions to ``event_name`` elsewhere, less the publisher's own."""
-        count = 0
+        """Subscriptions elsewhere an event named ``event_name`` reaches, less the publisher's own.
+
+        Exact ones and pattern ones (those whose filter permits the name).
+        """
+        count = self._patterns.listeners(event_name, publisher)
         for entry in self._nodes.values():
             counts = entry.counts.get(event_name)
             if counts is not None:

@@ -3,10 +3,11 @@
 ``RedisTraffic`` holds the bridge's state (this server's interest, its cache
 of the others' counts, the outbox) and the three tasks of a session:
 
-* the sender: SUBSCRIBEs to newly wanted names, then publishes control
-  messages and up to ``_BATCH`` events in one pipeline, then UNSUBSCRIBEs
-  from names nobody here wants any more; a name's count is announced only
-  once this server takes that name's events;
+* the sender: SUBSCRIBEs to newly wanted names (PSUBSCRIBEs to the globs of
+  new patterns, ``_redis_patterns``), then publishes control messages and
+  up to ``_BATCH`` events in one pipeline, then UNSUBSCRIBEs from names
+  (and PUNSUBSCRIBEs from globs) nobody here wants any more; a name's or a
+  pattern's count is announced only once this server takes its events;
 * the reader: events from other servers go to the broker (the publisher
   digest mapped back to a local id, for exclusion), control messages update
   the cache of the other servers' counts;
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import deque
+from collections import Counter, deque
+from dataclasses import dataclass, field
 from typing import Final
 
 import coredis
@@ -29,9 +31,10 @@ import trio
 from coredis.patterns.pubsub import PubSub
 from coredis.response.types import PubSubMessage
 
-from pubsub_rpc import Broker, RequestError
+from pubsub_rpc import Broker, Pattern, RequestError
 
 from ._redis_counts import LocalInterest, RemoteCounts
+from ._redis_patterns import redis_glob
 from ._redis_wire import (
     BEAT,
     BYE,
@@ -44,6 +47,7 @@ from ._redis_wire import (
     decode_event,
     encode_control,
     encode_count,
+    encode_pattern_count,
     encode_state,
 )
 
@@ -53,6 +57,18 @@ _log = logging.getLogger("pubsub_rpc.transports.redis")
 # round trip, small enough that one pipeline never holds the sender long.
 _BATCH: Final = 500
 _NAMES_PER_COMMAND: Final = 500
+
+
+@dataclass(eq=False)
+class Track:
+    """One kind of interest: exact names (SUBSCRIBE) or patterns (PSUBSCRIBE globs)."""
+
+    interest: LocalInterest
+    patterns: bool
+    #: Keys (names or pattern texts) whose counts changed since last announced.
+    dirty: set[str] = field(default_factory=set)
+    #: Keys whose channel (or glob) is subscribed in the current session.
+    subscribed: set[str] = field(default_factory=set)
 
 
 class RedisTraffic:
@@ -65,19 +81,20 @@ class RedisTraffic:
         self.node = random.SystemRandom().getrandbits(64).to_bytes(8, "big").hex()
         self.heartbeat = heartbeat
         self.expiry = expiry
-        self._interest = LocalInterest(prefix)
+        self._exact = Track(LocalInterest(prefix), patterns=False)
+        self._wild = Track(LocalInterest(prefix), patterns=True)
+        self._tracks = (self._exact, self._wild)
+        # Patterns with the same glob share one PSUBSCRIBE: subscribed keys per glob.
+        self._globs: Counter[bytes] = Counter()
         self._remote = RemoteCounts()
         self._outbox: deque[tuple[bytes, bytes]] = deque()
         self._seq = 0
         self._wake = trio.Event()
-        # Names whose counts changed since they were last announced.
-        self._dirty: set[str] = set()
-        # Event channels subscribed in the current session.
-        self._subscribed: set[str] = set()
         self._send_hello = self._send_state = self._send_beat = False
         self._last_hello = float("-inf")
         # The last event handled, to drop the copies one PUBLISH makes when
-        # several subscriptions of one connection match (patterns, later).
+        # several subscriptions of this connection match (a name's channel
+        # and a pattern's glob, or two globs): Redis writes them in a row.
         self._last_event: tuple[str, int] | None = None
         self._overflowing = False
         #: Counters (also in the broker's ``stats``).
@@ -95,17 +112,26 @@ class RedisTraffic:
         self.unforwarded += len(self._outbox)
         self._outbox.clear()
         self._remote.clear()
-        self._subscribed.clear()
-        self._dirty.clear()
+        for track in self._tracks:
+            track.subscribed.clear()
+            track.dirty.clear()
+        self._globs.clear()
         self._last_event = None
         self._send_hello = self._send_state = True
+
+    def _client_for(self, digest: str | None) -> str | None:
+        # The publisher may subscribe here by name, by pattern, or both.
+        return self._exact.interest.client_for(digest) or self._wild.interest.client_for(digest)
+
+    def _glob(self, pattern: str) -> bytes:
+        return redis_glob(self.channels.events_prefix, Pattern.parse(pattern))
 
     async def _send(self, client: coredis.Redis[bytes], pubsub: PubSub[bytes]) -> None:
         first = True
         while True:
             # Interest changed (or a new session): only then compare name sets,
             # which costs as much as there are names, not per event.
-            changed = bool(self._dirty or self._send_state)
+            changed = bool(self._exact.dirty or self._wild.dirty or self._send_state)
             if changed:
                 await self._sync_subscriptions(pubsub)
             messages = self._control_messages()
@@ -130,25 +156,42 @@ class RedisTraffic:
                 self._announced()
             if not self._outbox:
                 self._overflowing = False
-                if not self._dirty:
+                if not (self._exact.dirty or self._wild.dirty):
                     await self._wake.wait()
             self._wake = trio.Event()
 
     async def _sync_subscriptions(self, pubsub: PubSub[bytes]) -> None:
-        wanted = self._interest.names() - self._subscribed
-        names = sorted(wanted)
-        for start in range(0, len(names), _NAMES_PER_COMMAND):
-            chunk = names[start : start + _NAMES_PER_COMMAND]
-            await pubsub.subscribe(*(self.channels.for_event(name) for name in chunk))
-            self._subscribed.update(chunk)
+        for track in self._tracks:
+            keys = sorted(track.interest.names() - track.subscribed)
+            for start in range(0, len(keys), _NAMES_PER_COMMAND):
+                chunk = keys[start : start + _NAMES_PER_COMMAND]
+                if track.patterns:
+                    globs = [self._glob(key) for key in chunk]
+                    new = sorted({glob for glob in globs if not self._globs[glob]})
+                    self._globs.update(globs)
+                    if new:
+                        await pubsub.psubscribe(*new)
+                else:
+                    await pubsub.subscribe(*(self.channels.for_event(key) for key in chunk))
+                track.subscribed.update(chunk)
 
     async def _unsubscribe_unwanted(self, pubsub: PubSub[bytes]) -> None:
         # After the zero counts went out, so nobody counts a name we no longer take.
-        names = sorted(self._subscribed - self._interest.names() - self._dirty)
-        for start in range(0, len(names), _NAMES_PER_COMMAND):
-            chunk = names[start : start + _NAMES_PER_COMMAND]
-            self._subscribed.difference_update(chunk)
-            await pubsub.unsubscribe(*(self.channels.for_event(name) for name in chunk))
+        for track in self._tracks:
+            keys = sorted(track.subscribed - track.interest.names() - track.dirty)
+            for start in range(0, len(keys), _NAMES_PER_COMMAND):
+                chunk = keys[start : start + _NAMES_PER_COMMAND]
+                track.subscribed.difference_update(chunk)
+                if track.patterns:
+                    globs = [self._glob(key) for key in chunk]
+                    self._globs.subtract(globs)
+                    gone = {glob for glob in globs if self._globs[glob] <= 0}
+                    for glob in gone:
+                        del self._globs[glob]
+                    if gone:
+                        await pubsub.punsubscribe(*sorted(gone))
+                else:
+                    await pubsub.unsubscribe(*(self.channels.for_event(key) for key in chunk))
 
     def _control_messages(self) -> list[bytes]:
         messages = []
@@ -157,18 +200,24 @@ class RedisTraffic:
             messages.append(encode_control(HELLO, self.node))
         if self._send_state:
             self._send_state = False
-            # Names not subscribed yet are announced by a count once they are.
-            counts = self._interest.all_counts()
-            self._dirty = {name for name in counts if name not in self._subscribed}
-            ready_counts = {name: c for name, c in counts.items() if name in self._subscribed}
-            messages.append(encode_state(self.node, ready_counts))
-        # Only names subscribed by now: a count must not reach others before
-        # this server takes that name's events.  The rest wait for next round.
-        wanted = self._interest.names() if self._dirty else set()
-        ready = [name for name in self._dirty if name in self._subscribed or name not in wanted]
-        for name in ready:
-            self._dirty.discard(name)
-            messages.append(encode_count(self.node, name, self._interest.counts(name)))
+            # Keys not subscribed yet are announced by a count once they are.
+            exact, wild = self._exact, self._wild
+            for track in self._tracks:
+                track.dirty = track.interest.names() - track.subscribed
+            counts = {name: exact.interest.counts(name) for name in exact.subscribed}
+            patterns = {text: wild.interest.pattern_counts(text) for text in wild.subscribed}
+            messages.append(encode_state(self.node, counts, patterns))
+        # Only keys subscribed by now: a count must not reach others before
+        # this server takes those events.  The rest wait for next round.
+        for track in self._tracks:
+            wanted = track.interest.names() if track.dirty else set()
+            ready = [key for key in track.dirty if key in track.subscribed or key not in wanted]
+            for key in ready:
+                track.dirty.discard(key)
+                if track.patterns:
+                    messages.append(encode_pattern_count(self.node, key, track.interest.pattern_counts(key)))
+                else:
+                    messages.append(encode_count(self.node, key, track.interest.counts(key)))
         if self._send_beat:
             self._send_beat = False
             messages.append(encode_control(BEAT, self.node))
@@ -201,7 +250,7 @@ class RedisTraffic:
             held.clear()
 
     def _on_message(self, message: PubSubMessage | None) -> None:
-        if message is None or message["type"] != "message":
+        if message is None or message["type"] not in ("message", "pmessage"):
             return
         channel, data = message["channel"], message["data"]
         if not (isinstance(channel, bytes) and isinstance(data, bytes)):
@@ -227,7 +276,7 @@ class RedisTraffic:
             return  # another copy of the same PUBLISH
         self._last_event = key
         self.received += 1
-        exclude = self._interest.client_for(event.publisher)
+        exclude = self._client_for(event.publisher)
         try:
             self.broker.deliver_remote(event_name, event.value, exclude)
         except RequestError:
@@ -245,12 +294,16 @@ class RedisTraffic:
             self._wake.set()
         elif message.kind == STATE:
             assert message.counts is not None
-            self._remote.replace(message.node, message.counts, now)
+            self._remote.replace(message.node, message.counts, now, message.patterns)
         elif message.kind == COUNT:
-            assert message.counts is not None
             if message.node not in self._remote:
                 self._ask_for_state(now)
-            self._remote.update(message.node, message.event_name, message.counts[message.event_name], now)
+            key = message.event_name
+            if message.patterns is not None:
+                self._remote.update_pattern(message.node, key, message.patterns[key], now)
+            else:
+                assert message.counts is not None
+                self._remote.update(message.node, key, message.counts[key], now)
         elif message.kind == BYE:
             self._remote.forget(message.node)
         elif message.kind == BEAT:

@@ -5,7 +5,9 @@ Pure functions and small value types, no I/O, so the byte layout can be read
 
 Channels, under the cluster's prefix ``P`` (``pubsub-rpc:`` by default):
 
-* ``P e:<event name>`` carries the events of that name;
+* ``P e:<event name>`` carries the events of that name (a server with
+  pattern subscriptions takes them through PSUBSCRIBE globs over these
+  channels, ``_redis_patterns``);
 * ``P ctl`` carries the control messages that keep each server's count of
   the other servers' subscriptions (``listeners``).
 
@@ -23,6 +25,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
+
+from pubsub_rpc._patterns import Pattern, PatternError
+from pubsub_rpc._rules import Rule
 
 #: The prefix of every channel when none is given.
 DEFAULT_PREFIX: Final = "pubsub-rpc:"
@@ -118,6 +123,9 @@ def decode_event(payload: bytes) -> RemoteEvent:
 #: One event name's subscriptions on one server: the total, and how many of
 #: them belong to each subscriber digest (so a publisher's own can be left out).
 NameCounts = tuple[int, dict[str, int]]
+#: One pattern's subscriptions on one server: the same, plus the delivery
+#: filter (rules, spec 5.1) of each digest whose subscriptions to it have one.
+PatternCounts = tuple[int, dict[str, int], dict[str, Rule]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,9 @@ class Control:
     event_name: str = ""
     #: For ``count``: that name's counts; for ``state``: every name's.
     counts: dict[str, NameCounts] | None = None
+    #: For a ``count`` about a pattern (then ``event_name`` is the pattern's
+    #: text): its counts; for ``state``: every pattern's.
+    patterns: dict[str, PatternCounts] | None = None
 
 
 def encode_control(kind: str, node: str, **fields: Any) -> bytes:
@@ -142,9 +153,55 @@ def encode_count(node: str, event_name: str, counts: NameCounts) -> bytes:
     return encode_control(COUNT, node, e=event_name, t=counts[0], d=counts[1])
 
 
-def encode_state(node: str, counts: dict[str, NameCounts]) -> bytes:
-    """A ``state`` message: every name's counts on ``node``."""
-    return encode_control(STATE, node, c={name: [total, by] for name, (total, by) in counts.items()})
+def encode_pattern_count(node: str, pattern: str, counts: PatternCounts) -> bytes:
+    """A ``count`` message about one pattern (``p`` instead of ``e``, filters in ``f``)."""
+    total, by_digest, filters = counts
+    fields: dict[str, Any] = {"p": pattern, "t": total, "d": by_digest}
+    if filters:
+        fields["f"] = _filters_json(filters)
+    return encode_control(COUNT, node, **fields)
+
+
+def encode_state(
+    node: str, counts: dict[str, NameCounts], patterns: dict[str, PatternCounts] | None = None
+) -> bytes:
+    """A ``state`` message: every name's counts on ``node``, and every pattern's if any."""
+    fields: dict[str, Any] = {"c": {name: [total, by] for name, (total, by) in counts.items()}}
+    if patterns:
+        fields["p"] = {text: [t, by, _filters_json(f)] for text, (t, by, f) in patterns.items()}
+    return encode_control(STATE, node, **fields)
+
+
+def _filters_json(filters: dict[str, Rule]) -> dict[str, Any]:
+    # A rule as [allow, deny]: pattern texts, allow null for "every name".
+    return {
+        digest: [None if rule.allow is None else [p.text for p in rule.allow], [p.text for p in rule.deny]]
+        for digest, rule in filters.items()
+    }
+
+
+def _patterns_of(texts: Any) -> tuple[Pattern, ...]:
+    if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+        raise MalformedMessageError("bad filter")
+    return tuple(Pattern.parse(text) for text in texts)
+
+
+def _pattern_counts(pattern: Any, total: Any, by_digest: Any, raw_filters: Any) -> PatternCounts:
+    # The pattern and every rule must parse: the receiver matches names against them.
+    if not isinstance(pattern, str) or not isinstance(raw_filters, dict):
+        raise MalformedMessageError("bad pattern counts")
+    total, by_digest = _name_counts(total, by_digest)
+    filters: dict[str, Rule] = {}
+    try:
+        Pattern.parse(pattern)
+        for digest, rule in raw_filters.items():
+            if not (digest in by_digest and isinstance(rule, list) and len(rule) == 2):
+                raise MalformedMessageError("bad filter")
+            allow = None if rule[0] is None else _patterns_of(rule[0])
+            filters[digest] = Rule(allow, _patterns_of(rule[1]))
+    except PatternError:
+        raise MalformedMessageError("a pattern that does not parse") from None
+    return total, by_digest, filters
 
 
 def _name_counts(total: Any, by_digest: Any) -> NameCounts:
@@ -168,18 +225,30 @@ def decode_control(payload: bytes) -> Control:
     if not isinstance(node, str) or kind not in (HELLO, STATE, COUNT, BEAT, BYE):
         raise MalformedMessageError("control message without a known kind and node")
     if kind == COUNT:
-        name = message.get("e")
-        if not isinstance(name, str):
-            raise MalformedMessageError("count message without an event name")
-        return Control(kind, node, name, {name: _name_counts(message.get("t"), message.get("d"))})
+        return _decode_count(node, message)
     if kind == STATE:
-        raw = message.get("c")
-        if not isinstance(raw, dict):
+        raw, raw_patterns = message.get("c"), message.get("p", {})
+        if not (isinstance(raw, dict) and isinstance(raw_patterns, dict)):
             raise MalformedMessageError("state message without counts")
         counts: dict[str, NameCounts] = {}
         for name, pair in raw.items():
             if not (isinstance(pair, list) and len(pair) == 2):
                 raise MalformedMessageError("bad counts")
             counts[name] = _name_counts(pair[0], pair[1])
-        return Control(kind, node, counts=counts)
+        patterns: dict[str, PatternCounts] = {}
+        for text, triple in raw_patterns.items():
+            if not (isinstance(triple, list) and len(triple) == 3):
+                raise MalformedMessageError("bad pattern counts")
+            patterns[text] = _pattern_counts(text, *triple)
+        return Control(kind, node, counts=counts, patterns=patterns)
     return Control(kind, node)
+
+
+def _decode_count(node: str, message: dict[str, Any]) -> Control:
+    name, pattern = message.get("e"), message.get("p")
+    if isinstance(pattern, str) and name is None:
+        counts = _pattern_counts(pattern, message.get("t"), message.get("d"), message.get("f", {}))
+        return Control(COUNT, node, pattern, patterns={pattern: counts})
+    if not isinstance(name, str) or pattern is not None:
+        raise MalformedMessageError("count message without an event name or a pattern")
+    return Control(COUNT, node, name, {name: _name_counts(message.get("t"), message.get("d"))})

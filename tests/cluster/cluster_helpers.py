@@ -23,6 +23,8 @@ from transports._redis_bridge import RedisBridge
 
 #: The ids every test server registers (alice, bob and carol may do anything).
 CLIENT_IDS = ("alice-s3cret", "bob-s3cret", "carol-s3cret")
+#: Also registered everywhere: a client that may not receive ``orders.secret``.
+DAVE = ClientInfo("dave-s3cret", subscribe_deny=("orders.secret",))
 
 
 def redis_server_binary() -> str:
@@ -124,6 +126,7 @@ async def cluster(url: str, prefix: str, size: int = 3, **bridge_options: Any) -
             server = Server([adapter], idle_timeout=None)
             for client_id in CLIENT_IDS:
                 server.register_client(ClientInfo(client_id))
+            server.register_client(DAVE)
             bridge = RedisBridge(server.broker, url, prefix=prefix, **bridge_options)
             await nursery.start(bridge.run)
             await nursery.start(server.serve)

@@ -222,3 +222,51 @@ async def test_a_full_outbox_counts_unforwarded_instead_of_growing(
         assert broker.publish(publisher, ALICE, "news", 10)["listeners"] == 1
         assert await events.__anext__() == 10
     assert len([r for r in caplog.records if "not keeping up" in r.getMessage()]) == 1
+
+
+async def test_the_python_client_sees_a_publish_that_stayed_on_its_server(
+    private_redis: RedisProcess, prefix: str
+) -> None:
+    async with (
+        cluster(private_redis.url, prefix, size=2) as (a, b),
+        a.connect(ALICE) as alice,
+        a.connect(BOB) as bob_a,
+        b.connect(BOB) as bob_b,
+        await bob_a.subscribe("news") as local,
+        await bob_b.subscribe("news") as remote,
+    ):
+        await wait_until(lambda: a.bridge.remote_listeners("news") == 1)
+        report = await alice.publish("news", 1, report=True)
+        assert (report.listeners, report.delivered, report.forwarded) == (2, 1, True)
+        assert await remote.__anext__() == 1
+        private_redis.kill()
+        await wait_until(lambda: not a.bridge.connected)
+        report = await alice.publish("news", 2, report=True)
+        # Delivered on A only, and the client can tell.
+        assert (report.listeners, report.delivered, report.forwarded) == (1, 1, False)
+        assert [await local.__anext__() for _ in range(2)] == [1, 2]
+
+
+async def test_pattern_subscriptions_are_taken_up_again_after_redis_returns(
+    private_redis: RedisProcess, prefix: str
+) -> None:
+    async with (
+        cluster(private_redis.url, prefix, size=2) as (a, b),
+        RawClient.open(a.port) as alice,
+        RawClient.open(b.port) as bob,
+    ):
+        await bob.call("subscribe", client_id=BOB, pattern="news.>")
+        await bob.call("subscribe", client_id=BOB, event_name="news.x")
+        await wait_until(lambda: a.bridge.remote_listeners("news.x") == 2)
+        private_redis.kill()
+        await wait_until(lambda: not (a.bridge.connected or b.bridge.connected))
+        assert a.bridge.remote_listeners("news.x") == 0
+        await private_redis.start()
+        # B subscribes again (the glob included) and announces both; A counts them again.
+        await wait_until(lambda: a.bridge.remote_listeners("news.x") == 2)
+        assert b.bridge.stats()["backplane_patterns"] == 1
+        answer = await alice.call("publish", client_id=ALICE, event_name="news.x", value="back")
+        assert answer == {"listeners": 2, "client_id": ALICE}
+        assert [await bob.next_event() for _ in range(2)] == [("news.x", "back")] * 2
+        await bob.call("ping")
+        assert bob.events == []

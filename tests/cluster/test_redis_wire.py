@@ -7,8 +7,11 @@ import hashlib
 import orjson
 import pytest
 
+from pubsub_rpc import Pattern, PatternError
+from pubsub_rpc._rules import Rule
 from transports._redis_counts import LocalInterest, RemoteCounts
 from transports._redis_options import bridge_from_args
+from transports._redis_patterns import redis_glob
 from transports._redis_wire import (
     COUNT,
     STATE,
@@ -18,6 +21,7 @@ from transports._redis_wire import (
     decode_event,
     encode_count,
     encode_event,
+    encode_pattern_count,
     encode_state,
     publisher_digest,
 )
@@ -121,9 +125,12 @@ def test_remote_counts_leave_out_the_publisher_and_expire() -> None:
 
 
 class _Args:
-    def __init__(self, redis: str | None, redis_prefix: str = "pubsub-rpc:") -> None:
+    def __init__(
+        self, redis: str | None, redis_prefix: str = "pubsub-rpc:", redis_ca: str | None = None
+    ) -> None:
         self.redis = redis
         self.redis_prefix = redis_prefix
+        self.redis_ca = redis_ca
 
 
 @pytest.mark.parametrize(
@@ -141,3 +148,90 @@ def test_bad_redis_options_are_refused_without_repeating_the_url(url: str, prefi
     assert "s3cret" not in str(refused.value)
     with pytest.raises(BadURLError):
         bridge_from_args(_Args(None, "other:"), broker=None)  # type: ignore[arg-type]
+    # --redis-ca: only with --redis, only for rediss://, and a file that exists.
+    for redis in (None, "redis://h:1/0", "rediss://:pw-s3cret@h:1/0"):
+        with pytest.raises(BadURLError) as refused:
+            bridge_from_args(_Args(redis, redis_ca="/nonexistent/ca.pem"), broker=None)  # type: ignore[arg-type]
+        assert "s3cret" not in str(refused.value)
+
+
+def test_pattern_counts_and_filters_round_trip() -> None:
+    rule = Rule((Pattern.parse("orders.>"),), (Pattern.parse("orders.secret"),))
+    counts = (3, {"a": 2, "b": 1}, {"b": rule})
+    count = decode_control(encode_pattern_count("x", "orders.*", counts))
+    assert (count.kind, count.event_name, count.counts) == (COUNT, "orders.*", None)
+    assert count.patterns == {"orders.*": counts}
+    state = decode_control(encode_state("x", {"news": (1, {"a": 1})}, {"a.>": (1, {"a": 1}, {})}))
+    assert state.counts == {"news": (1, {"a": 1})} and state.patterns == {"a.>": (1, {"a": 1}, {})}
+    assert decode_control(encode_state("x", {})).patterns == {}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"k":"count","n":"x","p":"a*","t":1,"d":{"a":1}}',
+        b'{"k":"count","n":"x","p":"a.*","e":"a","t":1,"d":{"a":1}}',
+        b'{"k":"count","n":"x","p":"a.*","t":1,"d":{"a":1},"f":{"b":[null,[]]}}',
+        b'{"k":"count","n":"x","p":"a.*","t":1,"d":{"a":1},"f":{"a":[null,["x>"]]}}',
+        b'{"k":"state","n":"x","c":{},"p":{"a.*":[1,{"a":1}]}}',
+    ],
+)
+def test_malformed_pattern_announcements_are_refused(payload: bytes) -> None:
+    with pytest.raises(MalformedMessageError):
+        decode_control(payload)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "glob"),
+    [
+        ("user.*", b"p:e:user*"),
+        ("*", b"p:e:*"),
+        (">", b"p:e:*"),
+        ("a.*.b", b"p:e:a*b"),
+        ("orders::eu", b"p:e:orders*eu"),
+        ("a[1]\\?.*", b"p:e:a\\[1\\]\\\\\\?*"),
+        ("x*y", None),
+    ],
+)
+def test_redis_globs_escape_literals_and_cover_separators(pattern: str, glob: bytes | None) -> None:
+    if glob is None:
+        with pytest.raises(PatternError):
+            Pattern.parse(pattern)
+        return
+    assert redis_glob(b"p:e:", Pattern.parse(pattern)) == glob
+    assert redis_glob(b"[p]:e:", Pattern.parse(pattern)).startswith(b"\\[p\\]:e:")
+
+
+def test_remote_patterns_count_matches_less_publisher_and_filtered() -> None:
+    remote = RemoteCounts()
+    rule = Rule(None, (Pattern.parse("orders.secret"),))
+    remote.replace(
+        "b", {"orders.eu": (1, {"bob": 1})}, 0.0, {"orders.*": (3, {"bob": 2, "dave": 1}, {"dave": rule})}
+    )
+    remote.update_pattern("c", ">", (1, {"alice": 1}, {}), now=0.0)
+    assert remote.listeners("orders.eu", None) == 5
+    assert remote.listeners("orders.eu", "bob") == 2
+    assert remote.listeners("orders.secret", None) == 3  # dave's filter denies it
+    assert remote.listeners("orders.secret", "dave") == 3
+    assert remote.listeners("other", "alice") == 0
+    assert remote.subscriptions() == 5
+    remote.update_pattern("b", "orders.*", (1, {"bob": 1}, {}), now=1.0)
+    assert remote.listeners("orders.secret", None) == 2
+    assert remote.expire(now=4.0, expiry=3.5) == ["c"]
+    assert remote.listeners("x", None) == 0 and remote.subscriptions() == 2
+    remote.forget("b")
+    assert remote.listeners("orders.eu", None) == 0 and remote.subscriptions() == 0
+
+
+def test_local_pattern_interest_keeps_filters_while_their_client_subscribes() -> None:
+    interest = LocalInterest("p:")
+    rule = Rule(None, (Pattern.parse("a.b"),))
+    dave = publisher_digest("p:", "dave")
+    interest.add("a.*", "dave", rule)
+    interest.add("a.*", "dave", rule)
+    interest.add("a.*", "bob")
+    assert interest.pattern_counts("a.*") == (3, {dave: 2, publisher_digest("p:", "bob"): 1}, {dave: rule})
+    interest.remove("a.*", "dave")
+    assert interest.pattern_counts("a.*")[2] == {dave: rule}
+    interest.remove("a.*", "dave")
+    assert interest.pattern_counts("a.*")[2] == {}
