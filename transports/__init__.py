@@ -24,8 +24,9 @@ that reconnects by itself and renews its subscriptions.
 
 from . import inprocess, metrics, stdio, tcp, unix, websocket
 from ._adapter import Adapter
-from ._client import DEFAULT_REQUEST_TIMEOUT, Client, open_client
+from ._client import DEFAULT_REQUEST_TIMEOUT, Client
 from ._errors import ReconnectFailedError, SubscriptionOverflowError
+from ._open_client import open_client
 from ._reconnect import ReconnectingClient, reconnecting
 from ._reconnect_subscription import Gap, ReconnectingSubscription
 from ._server import DEFAULT_CLOSE_TIMEOUT, Server

@@ -1,4 +1,4 @@
-"""``Client``: the async client shared by every transport, and ``open_client`` for any stream.
+"""``Client``: the async client shared by every transport (opened by ``_open_client``).
 
 A client is a sans-IO protocol object (``pubsub_rpc.ClientConnection`` for
 byte streams, ``InProcessClientConnection`` for memory channels) driven by
@@ -12,21 +12,16 @@ module owns tasks, timeouts and buffers only.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any, Final, Literal, TypedDict, overload
+from collections.abc import Callable
+from typing import Any, Final, Literal, overload
 
 import trio
 
 from pubsub_rpc import (
-    DEFAULT_MAX_FRAME_SIZE,
-    ClientConnection,
     ClientEvent,
     Closing,
     ConnectionClosedError,
-    Dialect,
     EventReceived,
-    Framing,
     PingRequested,
     PublishResult,
     PubSubError,
@@ -42,8 +37,8 @@ from pubsub_rpc import (
 
 from ._client_parts import ClientProtocol as ClientProtocol
 from ._client_parts import Waiter as _Waiter
-from ._errors import SubscriptionOverflowError, unwrap_single_exception
-from ._pump import Link, StreamLink, Wakeup
+from ._errors import SubscriptionOverflowError
+from ._pump import Link, Wakeup
 from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER, PatternSubscription, Subscription, _Feed
 
 _AnySubscription = _Feed[Any]
@@ -358,72 +353,3 @@ class Client:
             subscription._end(error)
         self._subscriptions.clear()
         self._scope.cancel()
-
-
-@asynccontextmanager
-async def run_client(client: Client) -> AsyncIterator[Client]:
-    """Run ``client``'s tasks around the body, and close it after.
-
-    An exception from the body is re-raised as itself, not inside an
-    ``ExceptionGroup``, so ``except RequestError`` works as written.
-    """
-    with unwrap_single_exception():
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client._run)
-            try:
-                yield client
-            finally:
-                await client.aclose()
-
-
-class ClientOptions(TypedDict, total=False):
-    """The keyword arguments of ``open_client`` that every ``connect`` passes on unchanged."""
-
-    client_id: str | None
-    dialect: Dialect
-    framing: Framing
-    request_timeout: float
-    subscription_buffer: int
-    max_frame_size: int
-    keepalive: float | None
-
-
-@asynccontextmanager
-async def open_client(
-    stream: trio.abc.Stream,
-    *,
-    client_id: str | None = None,
-    dialect: Dialect = Dialect.JSONRPC,
-    framing: Framing = Framing.NEWLINE,
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-    subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
-    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-    keepalive: float | None = None,
-) -> AsyncIterator[Client]:
-    """Open a ``Client`` over any ``trio.abc.Stream``; the stream is closed on exit.
-
-    Every byte-stream transport's ``connect`` is this plus opening the
-    stream, so a transport of your own needs only a stream::
-
-        async with open_client(await open_my_stream(), client_id="s3cret") as client:
-            await client.publish("greeting", "hello")
-
-    ``client_id`` None asks a trusted server for an ad-hoc identity.
-    ``dialect`` picks standard JSON-RPC requests (default) or the original
-    ``pub_sub`` notifications; ``framing`` newline-delimited JSON (default)
-    or ``Content-Length`` headers.  ``keepalive`` (seconds) makes a server
-    that dies or hangs noticed within that interval (see ``Client``).
-    """
-    protocol = ClientConnection(
-        client_id=client_id, dialect=dialect, framing=framing, max_frame_size=max_frame_size
-    )
-    client = Client(
-        StreamLink(stream),
-        protocol,
-        join=b"".join,
-        request_timeout=request_timeout,
-        subscription_buffer=subscription_buffer,
-        keepalive=keepalive,
-    )
-    async with run_client(client):
-        yield client

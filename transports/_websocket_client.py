@@ -18,8 +18,9 @@ from trio_websocket import ConnectionRejected, WebSocketConnection, wrap_client_
 
 from pubsub_rpc import DEFAULT_MAX_FRAME_SIZE, ClientConnection, ConnectionClosedError, Dialect, Framing
 
-from ._client import DEFAULT_REQUEST_TIMEOUT, Client, run_client
+from ._client import DEFAULT_REQUEST_TIMEOUT, Client
 from ._errors import unwrap_single_exception
+from ._open_client import run_client
 from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER
 from ._websocket_link import WebSocketLink
 from .tcp import open_stream

@@ -40,8 +40,9 @@ from pubsub_rpc import (
 )
 
 from ._adapter import Adapter as _BaseAdapter
-from ._client import DEFAULT_REQUEST_TIMEOUT, Client, run_client
+from ._client import DEFAULT_REQUEST_TIMEOUT, Client
 from ._errors import translate_io_errors
+from ._open_client import run_client
 from ._pump import Pump
 from ._server import Server
 from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER

@@ -30,8 +30,9 @@ import trio
 from pubsub_rpc import ConnectionClosedError
 
 from ._adapter import Adapter as _BaseAdapter
-from ._client import DEFAULT_REQUEST_TIMEOUT, Client, ClientOptions, open_client
+from ._client import DEFAULT_REQUEST_TIMEOUT, Client
 from ._errors import translate_io_errors
+from ._open_client import ClientOptions, open_client
 
 if TYPE_CHECKING:
     from ._server import Server

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Unpack
 import trio
 
 from ._adapter import Adapter as _BaseAdapter
-from ._client import Client, ClientOptions, open_client
+from ._client import Client
 from ._errors import translate_io_errors
+from ._open_client import ClientOptions, open_client
 
 if TYPE_CHECKING:
     from ._server import Server
