@@ -71,6 +71,7 @@ class Broker:
         self.max_subscriptions = max_subscriptions
         #: Registered clients and the ad-hoc identities of trusted connections.
         self.clients = ClientRegistry()
+        self._known_clients = self.clients.known
         # event name -> {subscription id -> subscription}; dicts keep insertion
         # order (delivery order) and make removal O(1).
         self._by_event: dict[str, dict[str, Subscription]] = {}
@@ -131,7 +132,11 @@ class Broker:
         many deliveries were queued here (``delivered``) and how many were
         refused here by connections that were closing (``dropped``).
         """
-        info = self.clients.resolve(connection, client_id)
+        # Hot path: a registered id is one dict probe here; digests, ad-hoc
+        # identities and refusals are the registry's business.
+        info = self._known_clients.get(client_id) if client_id else None
+        if info is None:
+            info = self.clients.resolve(connection, client_id)
         if not info.can_publish:
             raise RequestError(_NOT_ALLOWED_PUBLISH, code=ErrorCode.PUBLISH_FORBIDDEN)
         if info.rules is not None:

@@ -48,9 +48,11 @@ class ClientRegistry:
     """Registered clients (closed once started) and one ad-hoc identity per trusted connection."""
 
     def __init__(self) -> None:
-        # Registered ids, plus ids registered by digest once their owner has
-        # presented them (so that later lookups are one dict probe).
-        self._clients: dict[str, ClientInfo] = {}
+        #: Registered ids, plus ids registered by digest once their owner has
+        #: presented them (so that later lookups are one dict probe).  Read
+        #: only, outside this class: the broker's publish path probes it
+        #: directly before calling ``resolve``.
+        self.known: dict[str, ClientInfo] = {}
         # SHA-256 of the id -> record, for clients registered by digest only.
         self._digests: dict[bytes, ClientInfo] = {}
         # SHA-256 of every registered id, to refuse duplicates across both kinds.
@@ -93,7 +95,7 @@ class ClientRegistry:
         if info.id_sha256 is not None:
             self._digests[digest] = info
         else:
-            self._clients[info.id] = info
+            self.known[info.id] = info
 
     def start(self) -> None:
         """Close registration; the server is about to accept requests."""
@@ -101,18 +103,18 @@ class ClientRegistry:
 
     def lookup(self, client_id: str) -> ClientInfo | None:
         """The registered client with this id, if any (by id, or by its digest)."""
-        info = self._clients.get(client_id)
+        info = self.known.get(client_id)
         if info is None and self._digests:
             hashed = self._digests.get(_sha256(client_id))
             if hashed is not None:
                 info = dataclasses.replace(hashed, id=client_id, id_sha256=None)
-                self._clients[client_id] = info
+                self.known[client_id] = info
         return info
 
     def resolve(self, connection: Party, client_id: str | None) -> ClientInfo:
         """Find who a request acts as, or raise the original's error."""
         if client_id:
-            info = self._clients.get(client_id)
+            info = self.known.get(client_id)
             if info is not None:
                 return info
             info = self.lookup(client_id)

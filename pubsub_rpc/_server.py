@@ -320,7 +320,19 @@ class ServerConnection:
             self.active = True
             request_id: RequestId = message.get("id", NO_ID)
             if request_id is NO_ID:
-                return self._notification(method, operation, params)
+                pub_sub_id = params.get("request_id", NO_ID)
+                if pub_sub_id is NO_ID:
+                    # A plain notification: fire and forget, errors are not
+                    # answered.  (Inline, and try/except rather than
+                    # contextlib.suppress: this is the hottest path.)
+                    try:
+                        operation(self.broker, self, params)
+                    except RequestError:
+                        self.broker.requests_refused += 1
+                    return None
+                if type(pub_sub_id) is not str:
+                    return self._refuse(bad_request_id(method, pub_sub_id))
+                return self._pub_sub_request(method, operation, params, pub_sub_id)
             if type(request_id) in (str, int) or request_id is None:
                 try:
                     return success_response(request_id, operation(self.broker, self, params))
@@ -328,21 +340,10 @@ class ServerConnection:
                     return self._refuse(error_response(request_id, exc.code, exc.message))
         return self._handle_general(message)
 
-    def _notification(
-        self, method: str, operation: Operation, params: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        pub_sub_id = params.get("request_id", NO_ID)
-        if pub_sub_id is NO_ID:
-            # A plain notification: fire and forget, errors are not answered.
-            # (try/except, not contextlib.suppress: this is the hot path, and
-            # entering a context manager costs more than the operation's checks.)
-            try:
-                operation(self.broker, self, params)
-            except RequestError:
-                self.broker.requests_refused += 1
-            return None
-        if type(pub_sub_id) is not str:
-            return self._refuse(bad_request_id(method, pub_sub_id))
+    def _pub_sub_request(
+        self, method: str, operation: Operation, params: dict[str, Any], pub_sub_id: str
+    ) -> dict[str, Any]:
+        """Run a request of the original's dialect; its answer is a notification named ``pub_sub_id``."""
         try:
             result = operation(self.broker, self, params)
         except RequestError as exc:
@@ -365,7 +366,7 @@ class ServerConnection:
             operation = OPERATIONS.get(method)
             if operation is not None:
                 # Only extra envelope members kept it off the fast path; they are ignored.
-                return self._notification(method, operation, params)
+                return self._pub_sub_request(method, operation, params, pub_sub_id)
         outcome, response = dispatch_general(self.broker, self, message)
         if not isinstance(outcome, dict):
             self.broker.requests_refused += 1  # refused by an operation, or no handler ran
