@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import platform
 import sys
-import time
 from importlib.metadata import version
 from typing import Any, Final
 
@@ -27,7 +27,7 @@ from ._bench_cluster import run_cluster, summary_lines
 from ._bench_procs import BenchError, cpu_plan
 from ._bench_report import Cell, render, summarise
 from ._bench_wire import SYSTEMS
-from ._bench_workloads import FULL, QUICK, RUNNERS, RunContext
+from ._bench_workloads import FULL, QUICK, RUNNERS, RunContext, run_into
 
 WORKLOADS: Final = ("W1", "W2", "W3", "W4")
 
@@ -234,23 +234,18 @@ def run_bench_command(args: argparse.Namespace) -> int:
             for workload, params, label in layout:
                 for system in order:
                     progress.start(f"rep {rep}/{repeat} {transport} {label} {system}")
-                    started = time.monotonic()
                     record: dict[str, Any] = {
                         "rep": rep,
                         "transport": transport,
                         "label": label,
                         "system": system,
                     }
-                    try:
-                        figures = RUNNERS[workload](system, ctx, params)
-                    except BenchError as exc:
-                        record.update(ok=False, figures={}, problems=[], error=str(exc))
-                        progress.end(f"FAILED: {exc}")
-                    else:
-                        record.update(
-                            ok=not figures["problems"], figures=figures, problems=figures["problems"]
-                        )
-                        progress.end(f"{_headline(workload, figures)} ({time.monotonic() - started:.1f} s)")
+                    run_into(
+                        record,
+                        functools.partial(RUNNERS[workload], system, ctx, params),
+                        progress,
+                        functools.partial(_headline, workload),
+                    )
                     runs.append(record)
                     cells[(transport, label)].runs[system].append(record)
     cluster_runs: list[dict[str, Any]] = []

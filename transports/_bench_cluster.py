@@ -17,6 +17,7 @@ another machine's.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import socket
 import subprocess
@@ -31,7 +32,7 @@ import orjson
 
 from ._bench_procs import BenchError, Server, Worker
 from ._bench_wire import connect, read_line
-from ._bench_workloads import RunContext
+from ._bench_workloads import RunContext, run_into
 
 
 @contextlib.contextmanager
@@ -246,16 +247,11 @@ def run_cluster(
                         "single": label,
                         "system": "ours",
                     }
-                    started = time.monotonic()
-                    try:
-                        figures = runners[workload](ctx, params, url, size)
-                    except BenchError as exc:
-                        record.update(ok=False, figures={}, problems=[], error=str(exc))
-                        progress.end(f"FAILED: {exc}")
-                    else:
-                        record.update(
-                            ok=not figures["problems"], figures=figures, problems=figures["problems"]
-                        )
-                        progress.end(f"done ({time.monotonic() - started:.1f} s)")
+                    run_into(
+                        record,
+                        functools.partial(runners[workload], ctx, params, url, size),
+                        progress,
+                        lambda figures: "done",
+                    )
                     runs.append(record)
     return runs

@@ -321,3 +321,26 @@ RUNNERS: Final[dict[str, Callable[[System, RunContext, dict[str, int]], dict[str
 }
 
 __all__ = ["FULL", "QUICK", "RUNNERS", "BenchError", "RunContext"]
+
+
+def run_into(
+    record: dict[str, Any],
+    measure: Callable[[], dict[str, Any]],
+    progress: Any,
+    headline: Callable[[dict[str, Any]], str],
+) -> None:
+    """Run one cell through ``measure`` and fill ``record`` with its figures or its error.
+
+    A :class:`BenchError` fails only this cell (the bench goes on with the
+    next); ``progress`` ends the cell's line with ``headline(figures)`` and the
+    time the cell took, or with the error.
+    """
+    started = time.monotonic()
+    try:
+        figures = measure()
+    except BenchError as exc:
+        record.update(ok=False, figures={}, problems=[], error=str(exc))
+        progress.end(f"FAILED: {exc}")
+    else:
+        record.update(ok=not figures["problems"], figures=figures, problems=figures["problems"])
+        progress.end(f"{headline(figures)} ({time.monotonic() - started:.1f} s)")
