@@ -16,7 +16,7 @@ from pubsub_rpc import DEFAULT_MAX_FRAME_SIZE, ClientConnection, Dialect, Framin
 
 from ._client import DEFAULT_REQUEST_TIMEOUT, Client
 from ._errors import unwrap_single_exception
-from ._pump import StreamLink
+from ._pump import Link, StreamLink
 from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER
 
 
@@ -74,11 +74,42 @@ async def open_client(
     or ``Content-Length`` headers.  ``keepalive`` (seconds) makes a server
     that dies or hangs noticed within that interval (see ``Client``).
     """
+    async with open_link_client(
+        StreamLink(stream),
+        client_id=client_id,
+        dialect=dialect,
+        framing=framing,
+        request_timeout=request_timeout,
+        subscription_buffer=subscription_buffer,
+        max_frame_size=max_frame_size,
+        keepalive=keepalive,
+    ) as client:
+        yield client
+
+
+@asynccontextmanager
+async def open_link_client(
+    link: Link[bytes, bytes],
+    *,
+    client_id: str | None,
+    dialect: Dialect,
+    framing: Framing,
+    request_timeout: float,
+    subscription_buffer: int,
+    max_frame_size: int,
+    keepalive: float | None,
+) -> AsyncIterator[Client]:
+    """Build a ``Client`` over ``link`` (frames of bytes) and run it around the body.
+
+    The one place a byte-framed client meets its protocol state machine:
+    ``open_client`` passes a ``StreamLink``, the WebSocket ``connect`` a
+    ``WebSocketLink``.
+    """
     protocol = ClientConnection(
         client_id=client_id, dialect=dialect, framing=framing, max_frame_size=max_frame_size
     )
     client = Client(
-        StreamLink(stream),
+        link,
         protocol,
         join=b"".join,
         request_timeout=request_timeout,

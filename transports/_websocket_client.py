@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 import trio
 from trio_websocket import ConnectionRejected, WebSocketConnection, wrap_client_stream
 
-from pubsub_rpc import DEFAULT_MAX_FRAME_SIZE, ClientConnection, ConnectionClosedError, Dialect, Framing
+from pubsub_rpc import DEFAULT_MAX_FRAME_SIZE, ConnectionClosedError, Dialect, Framing
 
 from ._client import DEFAULT_REQUEST_TIMEOUT, Client
 from ._errors import unwrap_single_exception
-from ._open_client import run_client
+from ._open_client import open_link_client
 from ._subscription import DEFAULT_SUBSCRIPTION_BUFFER
 from ._websocket_link import WebSocketLink
 from .tcp import open_stream
@@ -121,21 +121,16 @@ async def connect(
                         max_message_size=max_frame_size,
                         timeout=request_timeout,
                     )
-                    protocol = ClientConnection(
+                    async with open_link_client(
+                        WebSocketLink(ws, max_frame_size=max_frame_size),
                         client_id=client_id,
                         dialect=dialect,
                         framing=Framing.NEWLINE,
-                        max_frame_size=max_frame_size,
-                    )
-                    client = Client(
-                        WebSocketLink(ws, max_frame_size=max_frame_size),
-                        protocol,
-                        join=b"".join,
                         request_timeout=request_timeout,
                         subscription_buffer=subscription_buffer,
+                        max_frame_size=max_frame_size,
                         keepalive=keepalive,
-                    )
-                    async with run_client(client):
+                    ) as client:
                         yield client
                     nursery.cancel_scope.cancel()
             except* ConnectionRejected as group:
