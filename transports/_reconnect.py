@@ -154,7 +154,7 @@ class ReconnectingClient:
         if not self._closed:
             self._closed = True
             for subscription in list(self._live):
-                subscription._finish(None)
+                subscription._end(None)
             self._live.clear()
             self._notify()
             self._scope.cancel()
@@ -324,7 +324,7 @@ class ReconnectingClient:
         _log.warning("%s", message)
         self._failed = ReconnectFailedError(message)
         for subscription in list(self._live):
-            subscription._finish(ReconnectFailedError(message))
+            subscription._end(ReconnectFailedError(message))
         self._live.clear()
         self._notify()
 

@@ -24,7 +24,7 @@ import trio
 
 from pubsub_rpc import ConnectionClosedError, PubSubError, RequestError
 
-from ._subscription import _Feed
+from ._subscription import _Ending, _Feed
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -70,7 +70,7 @@ class Gap:
         )
 
 
-class ReconnectingSubscription(Generic[T]):
+class ReconnectingSubscription(_Ending, Generic[T]):
     """A subscription that is renewed after every reconnect; iterate it for values and ``Gap`` markers.
 
     ::
@@ -106,11 +106,8 @@ class ReconnectingSubscription(Generic[T]):
         "_backlog_values",
         "_bound",
         "_client",
-        "_ended",
-        "_error",
         "_newest",
         "_renew",
-        "_wake",
     )
 
     def __init__(
@@ -131,9 +128,7 @@ class ReconnectingSubscription(Generic[T]):
         # The client's subscription_buffer: the backlog's values and the
         # newest's buffer together never hold more.
         self._bound = first._max_buffer
-        self._wake = trio.Event()
-        self._ended = False
-        self._error: PubSubError | None = None
+        super().__init__()
 
     def __repr__(self) -> str:
         state = "ended" if self._ended else "open"
@@ -179,18 +174,12 @@ class ReconnectingSubscription(Generic[T]):
                 pass
             except PubSubError as exc:
                 # Overflow: the connection's client already unsubscribed it.
-                self._finish(exc)
+                self._end(exc)
                 self._client._forget(self)
                 raise
             if self._backlog or self._newest is not subscription:
                 continue
-            if self._ended:
-                if self._error is not None:
-                    raise self._error
-                raise StopAsyncIteration
-            await self._wake.wait()
-            if self._wake.is_set():
-                self._wake = trio.Event()
+            await self._wait_unless_ended()
 
     def _pop_backlog(self) -> T | Gap:
         item = self._backlog.popleft()
@@ -220,7 +209,7 @@ class ReconnectingSubscription(Generic[T]):
     ) -> None:
         if self._ended:
             return
-        self._finish(None)
+        self._end(None)
         self._client._forget(self)
         # Unsubscribes the open one at the server, waiting for the answer only
         # when not unwinding, as Subscription does.  If the connection goes
@@ -238,7 +227,7 @@ class ReconnectingSubscription(Generic[T]):
         if error is not None and not isinstance(error, ConnectionClosedError):
             # It overflowed before the loss: renewing it would only delay the error.
             self._client._forget(self)
-            self._finish(error)
+            self._end(error)
         self._wake.set()
 
     def _renewed(self, gap: Gap, subscription: _Feed[T]) -> None:
@@ -259,13 +248,6 @@ class ReconnectingSubscription(Generic[T]):
         if not subscription._limit(max(0, self._bound - self._backlog_values)):
             subscription._client._overflowed(subscription)
         self._wake.set()
-
-    def _finish(self, error: PubSubError | None) -> None:
-        """No renewals from now on; iteration ends after what is already received (or raises ``error``)."""
-        if not self._ended:
-            self._ended = True
-            self._error = error
-            self._wake.set()
 
 
 async def renew_all(
@@ -288,7 +270,7 @@ async def renew_all(
             # Logged by code only: the server's text may quote the client id.
             _log.warning("the server refused to renew a subscription (code %d); it was ended", int(exc.code))
             subscription._client._forget(subscription)
-            subscription._finish(exc)
+            subscription._end(exc)
             return
         except PubSubError as exc:
             trouble.append(exc)  # the others fail the same way at once

@@ -24,10 +24,38 @@ DEFAULT_SUBSCRIPTION_BUFFER: Final = 1000
 T = TypeVar("T")
 
 
-class _Feed(Generic[T]):
+class _Ending:
+    """How a subscription ends and wakes its reader: for ``_Feed`` and ``ReconnectingSubscription`` alike."""
+
+    __slots__ = ("_ended", "_error", "_wake")
+
+    def __init__(self) -> None:
+        self._wake = trio.Event()
+        self._ended = False
+        self._error: PubSubError | None = None
+
+    async def _wait_unless_ended(self) -> None:
+        """Raise the end (its error, else ``StopAsyncIteration``) if it has come; else wait for news."""
+        if self._ended:
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        await self._wake.wait()
+        if self._wake.is_set():
+            self._wake = trio.Event()
+
+    def _end(self, error: PubSubError | None = None) -> None:
+        """No more values will come; iteration ends after those received, cleanly or with ``error``."""
+        if not self._ended:
+            self._ended = True
+            self._error = error
+            self._wake.set()
+
+
+class _Feed(_Ending, Generic[T]):
     """The buffer, iteration and ending that both kinds of subscription share."""
 
-    __slots__ = ("_buffer", "_client", "_ended", "_error", "_max_buffer", "_wake", "event_name", "id")
+    __slots__ = ("_buffer", "_client", "_max_buffer", "event_name", "id")
     #: Whether ``_deliver`` buffers the whole ``Event`` rather than its value.
     _whole_events = False
 
@@ -39,9 +67,7 @@ class _Feed(Generic[T]):
         self._client = client
         self._max_buffer = max_buffer
         self._buffer: deque[T] = deque()
-        self._wake = trio.Event()
-        self._ended = False
-        self._error: PubSubError | None = None
+        super().__init__()
 
     def __repr__(self) -> str:
         state = "ended" if self._ended else "open"
@@ -77,13 +103,7 @@ class _Feed(Generic[T]):
         while True:
             if self._buffer:
                 return self._buffer.popleft()
-            if self._ended:
-                if self._error is not None:
-                    raise self._error
-                raise StopAsyncIteration
-            await self._wake.wait()
-            if self._wake.is_set():
-                self._wake = trio.Event()
+            await self._wait_unless_ended()
 
     # -- ending ----------------------------------------------------------------
 
@@ -143,13 +163,6 @@ class _Feed(Generic[T]):
         values = list(self._buffer)
         self._buffer.clear()
         return values, self._error
-
-    def _end(self, error: PubSubError | None = None) -> None:
-        """No more values will come; iteration then ends cleanly, or with ``error``."""
-        if not self._ended:
-            self._ended = True
-            self._error = error
-            self._wake.set()
 
 
 class Subscription(_Feed[JSONValue]):
