@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 #: The console script installed next to this interpreter (as README's set-up makes it).
@@ -58,3 +60,31 @@ def start_serve(*args: str, env: dict[str, str] | None = None, listeners: int = 
         assert line.startswith("listening on "), line
         urls.append(line.removeprefix("listening on ").strip())
     return ServeProcess(process, urls)
+
+
+@contextmanager
+def serving(
+    clients: Path,
+    directory: Path,
+    *,
+    metrics: bool = False,
+    env: dict[str, str] | None = None,
+    secrets: tuple[str, ...] = (),
+) -> Iterator[ServeProcess]:
+    """``pubsub-rpc serve --clients CLIENTS`` on a free TCP port and ``DIRECTORY/app.sock``; SIGTERM after.
+
+    With ``metrics`` it also serves metrics on a free port.  Its stderr, read
+    once it has stopped, must contain none of ``secrets`` (client ids are
+    never logged).
+    """
+    args = ["--clients", str(clients), "--tcp", "127.0.0.1:0", "--unix", str(directory / "app.sock")]
+    if metrics:
+        args += ["--metrics", "127.0.0.1:0"]
+    serve = start_serve(*args, env=env, listeners=3 if metrics else 2)
+    try:
+        yield serve
+    finally:
+        if serve.process.poll() is None:
+            serve.process.terminate()
+        _, err = serve.process.communicate(timeout=15)  # also closes the pipes
+        assert not any(secret in err for secret in secrets)

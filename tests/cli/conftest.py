@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import ServeProcess, start_serve
+from cli_helpers import ServeProcess, serving
 
 
 @pytest.fixture
@@ -25,19 +25,5 @@ def clients_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def server(clients_file: Path, tmp_path: Path) -> Iterator[ServeProcess]:
     """A server on a free TCP port and a Unix socket, stopped with SIGTERM afterwards."""
-    serve = start_serve(
-        "--clients",
-        str(clients_file),
-        "--tcp",
-        "127.0.0.1:0",
-        "--unix",
-        str(tmp_path / "app.sock"),
-        env={"TEST_WATCHER_ID": "watch-s3cret"},
-        listeners=2,
-    )
-    try:
+    with serving(clients_file, tmp_path, env={"TEST_WATCHER_ID": "watch-s3cret"}) as serve:
         yield serve
-    finally:
-        if serve.process.poll() is None:
-            serve.process.terminate()
-        serve.process.communicate(timeout=15)  # also closes the pipes

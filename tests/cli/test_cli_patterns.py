@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import SCRIPT, ServeProcess, run_cli, start_serve
+from cli_helpers import SCRIPT, ServeProcess, run_cli, serving
 
 BOTH = "both-s3cret"  # publishes, subscribes and inspects
 RULED = "ruled-s3cret"  # subscribes, but not to secret.>
@@ -36,24 +36,8 @@ def patterned(tmp_path: Path) -> Iterator[ServeProcess]:
         f'[[client]]\nid = "{PUBLISHER}"\ncan_subscribe = false\n',
         encoding="utf-8",
     )
-    serve = start_serve(
-        "--clients",
-        str(clients),
-        "--tcp",
-        "127.0.0.1:0",
-        "--unix",
-        str(tmp_path / "app.sock"),
-        "--metrics",
-        "127.0.0.1:0",
-        listeners=3,
-    )
-    try:
+    with serving(clients, tmp_path, metrics=True, secrets=SECRETS) as serve:
         yield serve
-    finally:
-        if serve.process.poll() is None:
-            serve.process.terminate()
-        _, err = serve.process.communicate(timeout=15)
-        assert not any(secret in err for secret in SECRETS)
 
 
 def subscriber(url: str, client_id: str, *args: str) -> subprocess.Popen[str]:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import SCRIPT, ServeProcess, run_cli, start_serve
+from cli_helpers import SCRIPT, ServeProcess, run_cli, serving
 
 OPERATOR_ID = "operator-s3cret"
 PUBLISHER_ID = "pub-s3cret"
@@ -33,25 +33,10 @@ def inspected(tmp_path: Path) -> Iterator[ServeProcess]:
         f'[[client]]\nid_env = "TEST_OPERATOR_ID"\ncan_inspect = true\n[[client]]\nid = "{PUBLISHER_ID}"\n',
         encoding="utf-8",
     )
-    serve = start_serve(
-        "--clients",
-        str(clients),
-        "--tcp",
-        "127.0.0.1:0",
-        "--unix",
-        str(tmp_path / "app.sock"),
-        "--metrics",
-        "127.0.0.1:0",
-        env={"TEST_OPERATOR_ID": OPERATOR_ID},
-        listeners=3,
-    )
-    try:
+    with serving(
+        clients, tmp_path, metrics=True, env={"TEST_OPERATOR_ID": OPERATOR_ID}, secrets=SECRETS
+    ) as serve:
         yield serve
-    finally:
-        if serve.process.poll() is None:
-            serve.process.terminate()
-        _, err = serve.process.communicate(timeout=15)
-        assert not any(secret in err for secret in SECRETS)
 
 
 def _publish(server: ServeProcess) -> None:
