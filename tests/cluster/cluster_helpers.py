@@ -21,8 +21,9 @@ from pubsub_rpc import ClientInfo
 from transports import Server, tcp
 from transports._redis_bridge import RedisBridge
 
+ALICE, BOB, CAROL = "alice-s3cret", "bob-s3cret", "carol-s3cret"
 #: The ids every test server registers (alice, bob and carol may do anything).
-CLIENT_IDS = ("alice-s3cret", "bob-s3cret", "carol-s3cret")
+CLIENT_IDS = (ALICE, BOB, CAROL)
 #: Also registered everywhere: a client that may not receive ``orders.secret``.
 DAVE = ClientInfo("dave-s3cret", subscribe_deny=("orders.secret",))
 

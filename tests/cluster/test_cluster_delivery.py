@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import coredis
 import trio
-from cluster_helpers import RawClient, cluster, redis_channels, wait_until
-
-ALICE, BOB, CAROL = "alice-s3cret", "bob-s3cret", "carol-s3cret"
+from cluster_helpers import ALICE, BOB, CAROL, RawClient, cluster, redis_channels, wait_until
 
 
 async def test_events_cross_servers_once_each_never_back_to_the_publisher(

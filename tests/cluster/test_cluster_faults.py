@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 import trio
-from cluster_helpers import RawClient, RedisProcess, cluster, redis_server_binary, wait_until
+from cluster_helpers import ALICE, BOB, RawClient, RedisProcess, cluster, redis_server_binary, wait_until
 
 from transports import Server
 from transports._redis_bridge import RedisBridge
 
-ALICE, BOB = "alice-s3cret", "bob-s3cret"
 SCRIPT = Path(sys.executable).with_name("pubsub-rpc")
 
 

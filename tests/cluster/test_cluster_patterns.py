@@ -9,9 +9,7 @@ the event was published; ``exclude_self`` and ``report`` keep their meaning
 from __future__ import annotations
 
 import coredis
-from cluster_helpers import DAVE, RawClient, cluster, wait_until
-
-ALICE, BOB, CAROL = "alice-s3cret", "bob-s3cret", "carol-s3cret"
+from cluster_helpers import ALICE, BOB, CAROL, DAVE, RawClient, cluster, wait_until
 
 
 async def _numpat(url: str) -> int:

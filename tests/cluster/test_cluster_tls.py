@@ -17,14 +17,12 @@ from pathlib import Path
 import pytest
 import trio
 import trustme
-from cluster_helpers import RawClient, RedisProcess, cluster, redis_server_binary, wait_until
+from cluster_helpers import ALICE, BOB, RawClient, RedisProcess, cluster, redis_server_binary, wait_until
 
 from pubsub_rpc import Broker
 from transports._redis_bridge import RedisBridge
 from transports._redis_options import tls_context
 from transports._urls import BadURLError
-
-ALICE, BOB = "alice-s3cret", "bob-s3cret"
 
 
 def _tls_supported(binary: str) -> bool:
