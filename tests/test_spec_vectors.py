@@ -48,6 +48,7 @@ from pubsub_rpc._conformance import (
     VectorError,
     Wire,
     find_spec_dir,
+    load_json,
     load_suite,
     skip_reason,
 )
@@ -66,18 +67,14 @@ MALFORMED = frozenset((-32600, -32602))
 REFUSED = frozenset((-32001, -32002, -32003, -32004, -32005, -32011))
 
 
-def _load(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-VECTOR_SCHEMA = _load(SPEC / "vector.schema.json")
+VECTOR_SCHEMA = load_json(SPEC / "vector.schema.json")
 VECTOR_FILES = sorted(VECTORS.glob("*.json"))
 CASE_FILES = [path for path in VECTOR_FILES if path.name != "clients.json"]
-CASES = [case for path in CASE_FILES for case in _load(path)["cases"]]
+CASES = [case for path in CASE_FILES for case in load_json(path)["cases"]]
 # The same cases through the shared loader (the explicit directory: this checkout's spec/).
 SUITE = load_suite(SPEC)
 
-MESSAGE_SCHEMAS = {path.name.removesuffix(".json"): _load(path) for path in sorted(SCHEMAS.glob("*.json"))}
+MESSAGE_SCHEMAS = {path.name.removesuffix(".json"): load_json(path) for path in sorted(SCHEMAS.glob("*.json"))}
 _REGISTRY: Registry = Registry().with_resources(
     (schema["$id"], Resource.from_contents(schema)) for schema in MESSAGE_SCHEMAS.values()
 )
@@ -101,7 +98,7 @@ def _is_valid(name: str, message: Any) -> bool:
 @pytest.mark.parametrize("path", VECTOR_FILES, ids=[path.name for path in VECTOR_FILES])
 def test_vector_file_matches_vector_schema(path: Path) -> None:
     validator = Draft202012Validator(VECTOR_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
-    errors = sorted(validator.iter_errors(_load(path)), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(load_json(path)), key=lambda e: list(e.absolute_path))
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
 
 
@@ -168,7 +165,7 @@ def test_the_shared_loader_sees_every_case() -> None:
     assert [case.name for case in SUITE.cases] == [case["name"] for case in CASES]
     assert [(c.id, c.can_publish, c.can_subscribe, c.can_inspect) for c in SUITE.clients] == [
         (c["id"], c["can_publish"], c["can_subscribe"], c.get("can_inspect", False))
-        for c in _load(VECTORS / "clients.json")["clients"]
+        for c in load_json(VECTORS / "clients.json")["clients"]
     ]
 
 
@@ -197,7 +194,7 @@ def test_readme_lists_every_file_with_its_count() -> None:
         name: int(count)
         for name, count in re.findall(r"^\| `vectors/([a-z_]+\.json)` \| (\d+) \|", readme, re.M)
     }
-    actual = {path.name: len(_load(path)["cases"]) for path in CASE_FILES}
+    actual = {path.name: len(load_json(path)["cases"]) for path in CASE_FILES}
     assert listed == actual
 
 
