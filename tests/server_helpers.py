@@ -13,17 +13,28 @@ NL, CL = Framing.NEWLINE, Framing.CONTENT_LENGTH
 _CL_FRAME = re.compile(rb"Content-Length: (\d+)\r\n\r\n")
 
 
-def make_broker() -> Broker:
-    broker = Broker()
-    for info in (
-        ClientInfo("alice"),
-        ClientInfo("bob"),
-        ClientInfo("nopub", can_publish=False),
-        ClientInfo("nosub", can_subscribe=False),
-    ):
+#: The clients most core tests register: two who may do anything, one who may not publish,
+#: one who may not subscribe.
+CLIENTS = (
+    ClientInfo("alice"),
+    ClientInfo("bob"),
+    ClientInfo("nopub", can_publish=False),
+    ClientInfo("nosub", can_subscribe=False),
+)
+
+
+def started_broker(*clients: ClientInfo, **options: Any) -> Broker:
+    """A started ``Broker(**options)`` with ``clients`` registered, in that order."""
+    broker = Broker(**options)
+    for info in clients:
         broker.register_client(info)
     broker.start()
     return broker
+
+
+def make_broker(*extra: ClientInfo) -> Broker:
+    """A started broker with ``CLIENTS`` and then ``extra`` registered."""
+    return started_broker(*CLIENTS, *extra)
 
 
 def frame(message: Any, framing: Framing = NL) -> bytes:

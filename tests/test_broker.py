@@ -7,6 +7,7 @@ pushes to them.  Rejection texts are the original ``pub_sub``'s, to the characte
 from __future__ import annotations
 
 import pytest
+import server_helpers
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -27,17 +28,8 @@ class FakeConnection:
 
 
 def make_broker() -> Broker:
-    broker = Broker()
-    for info in (
-        ClientInfo("alice"),
-        ClientInfo("bob"),
-        ClientInfo("carol"),
-        ClientInfo("nopub", can_publish=False),
-        ClientInfo("nosub", can_subscribe=False),
-    ):
-        broker.register_client(info)
-    broker.start()
-    return broker
+    """The usual started broker, with carol, a third client who may do anything."""
+    return server_helpers.make_broker(ClientInfo("carol"))
 
 
 def subscribe(broker: Broker, conn: FakeConnection, client_id: str | None, event_name: str) -> str:

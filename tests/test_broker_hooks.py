@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from server_helpers import started_broker
 from test_broker import FakeConnection, make_broker, subscribe
 
 from pubsub_rpc import (
@@ -137,10 +138,7 @@ def test_stats_needs_can_inspect_and_merges_sources() -> None:
 
 
 def test_stats_count_pattern_subscriptions_as_they_come_and_go() -> None:
-    broker = Broker()
-    broker.register_client(ClientInfo("operator", can_inspect=True))
-    broker.register_client(ClientInfo("alice"))
-    broker.start()
+    broker = started_broker(ClientInfo("operator", can_inspect=True), ClientInfo("alice"))
     first, second = FakeConnection(), FakeConnection()
     operator = FakeConnection()
     assert broker.inspect(operator, "operator")["pattern_subscriptions"] == 0
@@ -161,9 +159,7 @@ def test_stats_count_pattern_subscriptions_as_they_come_and_go() -> None:
 
 
 def test_connections_count_requests_refusals_and_bytes() -> None:
-    broker = Broker()
-    broker.register_client(ClientInfo("operator", can_inspect=True))
-    broker.start()
+    broker = started_broker(ClientInfo("operator", can_inspect=True))
     conn = ServerConnection(broker)
     requests = [
         {"jsonrpc": "2.0", "method": "ping", "id": 1},

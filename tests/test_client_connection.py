@@ -13,12 +13,12 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from server_helpers import make_broker
 
 from pubsub_rpc import (
     ADHOC_PREFIX,
     Broker,
     ClientConnection,
-    ClientInfo,
     Closing,
     ConnectionClosedError,
     Dialect,
@@ -41,19 +41,6 @@ from pubsub_rpc import (
 )
 
 MODES = [(dialect, framing) for dialect in Dialect for framing in Framing]
-
-
-def make_broker() -> Broker:
-    broker = Broker()
-    for info in (
-        ClientInfo("alice"),
-        ClientInfo("bob"),
-        ClientInfo("nopub", can_publish=False),
-        ClientInfo("nosub", can_subscribe=False),
-    ):
-        broker.register_client(info)
-    broker.start()
-    return broker
 
 
 class Link:

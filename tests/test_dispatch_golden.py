@@ -16,24 +16,17 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from server_helpers import make_broker
 
 import pubsub_rpc._server
-from pubsub_rpc import Broker, ClientInfo, ServerConnection
+from pubsub_rpc import ServerConnection
 
 _RANDOM_IDS = re.compile(rb"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|pub_sub::adhoc_client::[0-9a-f]+")
 
 
 def prepared(trusted: bool) -> tuple[ServerConnection, ServerConnection, dict[str, str]]:
     """A broker where alice listens to "e" on another connection and bob has a subscription on ours."""
-    broker = Broker()
-    for info in (
-        ClientInfo("alice"),
-        ClientInfo("bob"),
-        ClientInfo("nopub", can_publish=False),
-        ClientInfo("nosub", can_subscribe=False),
-    ):
-        broker.register_client(info)
-    broker.start()
+    broker = make_broker()
     conn, other = ServerConnection(broker, trusted=trusted), ServerConnection(broker)
     ids = {
         "$theirs": broker.subscribe(other, "alice", "e")["subscription_id"],

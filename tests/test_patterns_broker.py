@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from server_helpers import started_broker
 from test_broker import FakeConnection, make_broker, rejected, subscribe
 from test_broker_hooks import ClosingConnection, RecordingBackplane
 
@@ -112,9 +113,7 @@ def test_backplane_sees_pattern_subscriptions_and_remote_events_reach_them() -> 
 
 
 def test_patterns_count_against_the_subscription_limit_and_are_removed_with_their_connection() -> None:
-    broker = Broker(max_subscriptions=2)
-    broker.register_client(ClientInfo("alice"))
-    broker.start()
+    broker = started_broker(ClientInfo("alice"), max_subscriptions=2)
     conn = FakeConnection()
     psubscribe(broker, conn, "alice", "a.*")
     subscribe(broker, conn, "alice", "b")
@@ -139,11 +138,7 @@ def test_unsubscribe_of_a_pattern_subscription() -> None:
 
 
 def ruled_broker(**rules: tuple[str, ...] | None) -> Broker:
-    broker = Broker()
-    broker.register_client(ClientInfo("ruled", **rules))
-    broker.register_client(ClientInfo("alice"))
-    broker.start()
-    return broker
+    return started_broker(ClientInfo("ruled", **rules), ClientInfo("alice"))
 
 
 def test_publish_rules_deny_wins_over_allow() -> None:
@@ -205,9 +200,7 @@ def test_client_info_rules_survive_replace_and_digest_registration_and_stay_out_
     assert "publish_allow=('a.>',)" in repr(info)
     copy = dataclasses.replace(info, id="s3cret", id_sha256=None)
     assert copy.rules == info.rules and copy.rules is not None
-    broker = Broker()
-    broker.register_client(info)
-    broker.start()
+    broker = started_broker(info)
     error = rejected(broker.publish, FakeConnection(), "s3cret", "c", 1)
     assert error.message == 'You are not allowed to publish events named "c".'
     assert "s3cret" not in repr(broker.clients.lookup("s3cret"))
@@ -400,9 +393,7 @@ def test_a_very_long_pattern_against_rules_is_decided_not_crashed() -> None:
 
 
 def test_rules_are_checked_before_the_subscription_limit() -> None:
-    broker = Broker(max_subscriptions=1)
-    broker.register_client(ClientInfo("ruled", subscribe_deny=("x.>",)))
-    broker.start()
+    broker = started_broker(ClientInfo("ruled", subscribe_deny=("x.>",)), max_subscriptions=1)
     conn = FakeConnection()
     subscribe(broker, conn, "ruled", "a")
     assert rejected(broker.subscribe, conn, "ruled", "x.y").code == ErrorCode.SUBSCRIBE_FORBIDDEN
@@ -429,11 +420,9 @@ class PatternMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.broker = Broker()
-        for client in ("alice", "bob"):
-            self.broker.register_client(ClientInfo(client))
-        self.broker.register_client(ClientInfo("ruled", **RULED_RULES))
-        self.broker.start()
+        self.broker = started_broker(
+            ClientInfo("alice"), ClientInfo("bob"), ClientInfo("ruled", **RULED_RULES)
+        )
         self.conns = [FakeConnection() for _ in range(3)]
         # sid -> (creation number, pattern or None, name or pattern text, owner, connection)
         self.model: dict[str, tuple[int, Pattern | None, str, str, FakeConnection]] = {}

@@ -28,8 +28,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
+from server_helpers import started_broker
 
-from pubsub_rpc import Broker, RemoteProtocolError, ServerConnection
+from pubsub_rpc import RemoteProtocolError, ServerConnection
 from pubsub_rpc._conformance import (
     SPEC_DIR_ENV,
     Action,
@@ -74,7 +75,9 @@ CASES = [case for path in CASE_FILES for case in load_json(path)["cases"]]
 # The same cases through the shared loader (the explicit directory: this checkout's spec/).
 SUITE = load_suite(SPEC)
 
-MESSAGE_SCHEMAS = {path.name.removesuffix(".json"): load_json(path) for path in sorted(SCHEMAS.glob("*.json"))}
+MESSAGE_SCHEMAS = {
+    path.name.removesuffix(".json"): load_json(path) for path in sorted(SCHEMAS.glob("*.json"))
+}
 _REGISTRY: Registry = Registry().with_resources(
     (schema["$id"], Resource.from_contents(schema)) for schema in MESSAGE_SCHEMAS.values()
 )
@@ -215,10 +218,7 @@ class CoreDriver:
     """Performs a case's actions on the core: a fresh Broker, one ServerConnection per connection."""
 
     def __init__(self) -> None:
-        self.broker = Broker()
-        for client in SUITE.clients:
-            self.broker.register_client(client)
-        self.broker.start()
+        self.broker = started_broker(*SUITE.clients)
         self.conns: dict[str, ServerConnection] = {}
         self.wires: dict[str, Wire] = {}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from server_helpers import started_broker
 from test_client_connection import MODES, Link
 
 from pubsub_rpc import (
@@ -32,11 +33,7 @@ NOT_ALLOWED = "You are not allowed to read server statistics."
 
 
 def make_broker() -> Broker:
-    broker = Broker()
-    broker.register_client(ClientInfo("ops", can_inspect=True))
-    broker.register_client(ClientInfo("alice"))
-    broker.start()
-    return broker
+    return started_broker(ClientInfo("ops", can_inspect=True), ClientInfo("alice"))
 
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: f"{m[0].value}-{m[1].value}")
