@@ -395,11 +395,49 @@ class Case:
         self.steps.append({"expect_closed": conn})
 
     def subscribe(
-        self, conn: str, client: Any, short: str, capture: str, d: Dialect = JSONRPC, rid: Any = None
+        self,
+        conn: str,
+        client: Any,
+        short: str,
+        capture: str,
+        d: Dialect = JSONRPC,
+        rid: Any = None,
+        answer: Any = OMIT,
     ) -> None:
-        """Subscribe and capture the subscription id."""
+        """Subscribe and capture the subscription id; the answer names `answer` (default: `client`)."""
         rid = rid if rid is not None else rid_of(d, 90 + len(self.steps))
-        self.call(conn, d.subscribe(rid, self.ev(short), client), d.ok_subscribe(rid, cap(capture), client))
+        answer = client if answer is OMIT else answer
+        self.call(conn, d.subscribe(rid, self.ev(short), client), d.ok_subscribe(rid, cap(capture), answer))
+
+    def published(
+        self,
+        conn: str,
+        rid: Any,
+        value: Any,
+        client: Any = OMIT,
+        *,
+        listeners: int,
+        answer: Any = OMIT,
+        short: str = "foo",
+        d: Dialect = JSONRPC,
+    ) -> None:
+        """Publish to this case's event `short` and expect the ok answer with this listeners count.
+
+        The answer names `answer`, by default the `client` sent.
+        """
+        answer = client if answer is OMIT else answer
+        self.call(conn, d.publish(rid, self.ev(short), value, client), d.ok_publish(rid, listeners, answer))
+
+    def unsubscribe(
+        self, conn: str, rid: Any, subscription: Any, client: Any = OMIT, d: Dialect = JSONRPC
+    ) -> None:
+        """Unsubscribe and expect the empty ok answer."""
+        self.call(conn, d.unsubscribe(rid, subscription, client), d.ok_empty(rid))
+
+    def refused(self, conn: str, request: dict[str, Any], code: int, text: Any, d: Dialect = JSONRPC) -> None:
+        """Send a request and expect this error under the request's own id."""
+        rid = request["params"]["request_id"] if d.pub_sub else request["id"]
+        self.call(conn, request, d.fail(rid, code, text))
 
 
 def new_file(file: str, description: str) -> None:
@@ -471,21 +509,17 @@ def original_suite() -> None:
             c.call("c3", d.subscribe(r, foo, p + "secret3"), d.ok_subscribe(r, cap("c3_sub"), p + "secret3"))
             if index == 0:
                 r = rid()
-                c.call("t", d.publish(r, c.ev("hey"), "bye", None), d.ok_publish(r, 0, cap_adhoc("adhoc")))
+                c.published("t", r, "bye", None, listeners=0, answer=cap_adhoc("adhoc"), short="hey", d=d)
             elif index == 1:
                 r = rid()
-                c.call(
-                    "t", d.publish(r, c.ev("heyaaa"), "byeaa", None), d.ok_publish(r, 0, cap_adhoc("adhoc"))
+                c.published(
+                    "t", r, "byeaa", None, listeners=0, answer=cap_adhoc("adhoc"), short="heyaaa", d=d
                 )
                 # The Dart client adopts the returned id and sends it from then on.
                 r = rid()
-                c.call(
-                    "t",
-                    d.subscribe(r, c.ev("yeppp"), ref("adhoc")),
-                    d.ok_subscribe(r, cap("sub"), ref("adhoc")),
-                )
+                c.subscribe("t", ref("adhoc"), "yeppp", "sub", d, rid=r)
                 r = rid()
-                c.call("t", d.unsubscribe(r, ref("sub"), ref("adhoc")), d.ok_empty(r))
+                c.unsubscribe("t", r, ref("sub"), ref("adhoc"), d=d)
             elif index == 2:
                 r = rid()
                 c.call("c2", d.subscribe(r, foo, p + "secret2"), d.ok_subscribe(r, cap("s2"), p + "secret2"))
@@ -502,7 +536,7 @@ def original_suite() -> None:
                 c.call("c1", d.publish(r, foo, sentinel, p + "secret"), d.ok_publish(r, 1, p + "secret"))
                 c.expect("c3", event(foo, sentinel, ref("c3_sub")))
                 r = rid()
-                c.call("c1", d.unsubscribe(r, ref("s1"), p + "secret"), d.ok_empty(r))
+                c.unsubscribe("c1", r, ref("s1"), p + "secret", d=d)
             elif index == 4:
                 sentinel = "this should not be received"
                 r = rid()
@@ -512,33 +546,35 @@ def original_suite() -> None:
                 c.expect("c2", event(foo, "bar", ref("s2")))
                 c.expect("c3", event(foo, "bar", ref("c3_sub")))
                 r = rid()
-                c.call("c2", d.unsubscribe(r, ref("s2"), p + "secret2"), d.ok_empty(r))
+                c.unsubscribe("c2", r, ref("s2"), p + "secret2", d=d)
                 r = rid()
                 c.call("c1", d.publish(r, foo, sentinel, p + "secret"), d.ok_publish(r, 1, p + "secret"))
                 c.expect("c3", event(foo, sentinel, ref("c3_sub")))
                 c.nothing("c2")
             elif index == 5:
                 r = rid()
-                c.call(
+                c.refused(
                     "n",
                     d.publish(r, foo, "bar", p + "invalid"),
-                    d.fail(r, UNKNOWN_CLIENT, unrecognized(p + "invalid")),
+                    UNKNOWN_CLIENT,
+                    unrecognized(p + "invalid"),
+                    d,
                 )
                 c.nothing("c3")
             elif index == 6:
                 r = rid()
-                c.call(
-                    "n",
-                    d.publish(r, foo, "bar", p + "no_publish"),
-                    d.fail(r, PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH),
+                c.refused(
+                    "n", d.publish(r, foo, "bar", p + "no_publish"), PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH, d
                 )
                 c.nothing("c3")
             else:
                 r = rid()
-                c.call(
+                c.refused(
                     "n",
                     d.subscribe(r, foo, p + "no_subscribe"),
-                    d.fail(r, SUBSCRIBE_FORBIDDEN, NOT_ALLOWED_SUBSCRIBE),
+                    SUBSCRIBE_FORBIDDEN,
+                    NOT_ALLOWED_SUBSCRIBE,
+                    d,
                 )
 
 
@@ -556,18 +592,12 @@ def identity() -> None:
     for d in DIALECTS:
         k = d.kind
         c = Case(f, f"{k}.unknown_client.publish", "A non-empty id that is not registered is refused.")
-        c.call(
-            "a",
-            d.publish(rid_of(d, 1), c.ev(), 1, STRANGER),
-            d.fail(rid_of(d, 1), UNKNOWN_CLIENT, unrecognized(STRANGER)),
+        c.refused(
+            "a", d.publish(rid_of(d, 1), c.ev(), 1, STRANGER), UNKNOWN_CLIENT, unrecognized(STRANGER), d
         )
 
         c = Case(f, f"{k}.unknown_client.subscribe", "Subscribe with an unregistered id is refused.")
-        c.call(
-            "a",
-            d.subscribe(rid_of(d, 1), c.ev(), STRANGER),
-            d.fail(rid_of(d, 1), UNKNOWN_CLIENT, unrecognized(STRANGER)),
-        )
+        c.refused("a", d.subscribe(rid_of(d, 1), c.ev(), STRANGER), UNKNOWN_CLIENT, unrecognized(STRANGER), d)
 
         c = Case(
             f,
@@ -576,10 +606,8 @@ def identity() -> None:
             conns=("t",),
             trusted=("t",),
         )
-        c.call(
-            "t",
-            d.publish(rid_of(d, 1), c.ev(), 1, STRANGER),
-            d.fail(rid_of(d, 1), UNKNOWN_CLIENT, unrecognized(STRANGER)),
+        c.refused(
+            "t", d.publish(rid_of(d, 1), c.ev(), 1, STRANGER), UNKNOWN_CLIENT, unrecognized(STRANGER), d
         )
 
         for how, client in (("absent", OMIT), ("null", None), ("empty_string", "")):
@@ -589,44 +617,32 @@ def identity() -> None:
                 f"client_id {how.replace('_', ' ')} on an untrusted connection: publish and subscribe "
                 "are refused with '<missing>'.",
             )
-            c.call(
-                "a",
-                d.publish(rid_of(d, 1), c.ev(), 1, client),
-                d.fail(rid_of(d, 1), UNKNOWN_CLIENT, MISSING_CLIENT),
-            )
-            c.call(
-                "a",
-                d.subscribe(rid_of(d, 2), c.ev(), client),
-                d.fail(rid_of(d, 2), UNKNOWN_CLIENT, MISSING_CLIENT),
-            )
+            c.refused("a", d.publish(rid_of(d, 1), c.ev(), 1, client), UNKNOWN_CLIENT, MISSING_CLIENT, d)
+            c.refused("a", d.subscribe(rid_of(d, 2), c.ev(), client), UNKNOWN_CLIENT, MISSING_CLIENT, d)
 
         c = Case(f, f"{k}.no_publish", "can_publish=false: publish refused, subscribe allowed.")
-        c.call(
-            "a",
-            d.publish(rid_of(d, 1), c.ev(), 1, NO_PUBLISH),
-            d.fail(rid_of(d, 1), PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH),
+        c.refused(
+            "a", d.publish(rid_of(d, 1), c.ev(), 1, NO_PUBLISH), PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH, d
         )
-        c.call(
-            "a",
-            d.subscribe(rid_of(d, 2), c.ev(), NO_PUBLISH),
-            d.ok_subscribe(rid_of(d, 2), cap("s"), NO_PUBLISH),
-        )
+        c.subscribe("a", NO_PUBLISH, "foo", "s", d, rid=rid_of(d, 2))
 
         c = Case(f, f"{k}.no_subscribe", "can_subscribe=false: subscribe refused, publish allowed.")
-        c.call(
+        c.refused(
             "a",
             d.subscribe(rid_of(d, 1), c.ev(), NO_SUBSCRIBE),
-            d.fail(rid_of(d, 1), SUBSCRIBE_FORBIDDEN, NOT_ALLOWED_SUBSCRIBE),
+            SUBSCRIBE_FORBIDDEN,
+            NOT_ALLOWED_SUBSCRIBE,
+            d,
         )
-        c.call(
-            "a", d.publish(rid_of(d, 2), c.ev(), 1, NO_SUBSCRIBE), d.ok_publish(rid_of(d, 2), 0, NO_SUBSCRIBE)
-        )
+        c.published("a", rid_of(d, 2), 1, NO_SUBSCRIBE, listeners=0, d=d)
 
         c = Case(f, f"{k}.unsubscribe.no_such_subscription", "Unsubscribing an id that does not exist.")
-        c.call(
+        c.refused(
             "a",
             d.unsubscribe(rid_of(d, 1), "00000000-0000-4000-8000-000000000000", ALICE),
-            d.fail(rid_of(d, 1), NO_SUCH_SUBSCRIPTION, NO_SUCH),
+            NO_SUCH_SUBSCRIPTION,
+            NO_SUCH,
+            d,
         )
 
         c = Case(
@@ -636,28 +652,27 @@ def identity() -> None:
             conns=("a", "b"),
         )
         c.subscribe("a", ALICE, "foo", "s", d, rid_of(d, 1))
-        c.call(
-            "b",
-            d.unsubscribe(rid_of(d, 2), ref("s"), BOB),
-            d.fail(rid_of(d, 2), NOT_YOUR_SUBSCRIPTION, NOT_YOURS),
-        )
-        c.call("a", d.unsubscribe(rid_of(d, 3), ref("s"), ALICE), d.ok_empty(rid_of(d, 3)))
+        c.refused("b", d.unsubscribe(rid_of(d, 2), ref("s"), BOB), NOT_YOUR_SUBSCRIPTION, NOT_YOURS, d)
+        c.unsubscribe("a", rid_of(d, 3), ref("s"), ALICE, d=d)
 
     c = Case(f, "nothing_client", "A client with neither right can do neither (unsubscribe needs no right).")
-    c.call(
+    c.refused(
         "a",
         msg("publish", {"event_name": c.ev(), "value": 1, "client_id": NOTHING}, 1),
-        err(1, PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH),
+        PUBLISH_FORBIDDEN,
+        NOT_ALLOWED_PUBLISH,
     )
-    c.call(
+    c.refused(
         "a",
         msg("subscribe", {"event_name": c.ev(), "client_id": NOTHING}, 2),
-        err(2, SUBSCRIBE_FORBIDDEN, NOT_ALLOWED_SUBSCRIBE),
+        SUBSCRIBE_FORBIDDEN,
+        NOT_ALLOWED_SUBSCRIBE,
     )
-    c.call(
+    c.refused(
         "a",
         msg("unsubscribe", {"subscription_id": "x", "client_id": NOTHING}, 3),
-        err(3, NO_SUCH_SUBSCRIPTION, NO_SUCH),
+        NO_SUCH_SUBSCRIPTION,
+        NO_SUCH,
     )
 
     c = Case(
@@ -667,15 +682,17 @@ def identity() -> None:
         conns=("t",),
         trusted=("t",),
     )
-    c.call(
+    c.refused(
         "t",
         msg("publish", {"event_name": c.ev(), "value": 1, "client_id": NO_PUBLISH}, 1),
-        err(1, PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH),
+        PUBLISH_FORBIDDEN,
+        NOT_ALLOWED_PUBLISH,
     )
-    c.call(
+    c.refused(
         "t",
         msg("subscribe", {"event_name": c.ev(), "client_id": NO_SUBSCRIBE}, 2),
-        err(2, SUBSCRIBE_FORBIDDEN, NOT_ALLOWED_SUBSCRIBE),
+        SUBSCRIBE_FORBIDDEN,
+        NOT_ALLOWED_SUBSCRIBE,
     )
 
     c = Case(
@@ -686,26 +703,10 @@ def identity() -> None:
         conns=("t",),
         trusted=("t",),
     )
-    c.call(
-        "t",
-        msg("publish", {"event_name": c.ev(), "value": 1}, 1),
-        ok(1, {"listeners": 0, "client_id": cap_adhoc("me")}),
-    )
-    c.call(
-        "t",
-        msg("publish", {"event_name": c.ev(), "value": 2, "client_id": None}, 2),
-        ok(2, {"listeners": 0, "client_id": ref("me")}),
-    )
-    c.call(
-        "t",
-        PUB_SUB.publish("r3", c.ev(), 3, ""),
-        PUB_SUB.ok_publish("r3", 0, ref("me")),
-    )
-    c.call(
-        "t",
-        msg("subscribe", {"event_name": c.ev("bar")}, 4),
-        ok(4, {"subscription_id": cap("s"), "client_id": ref("me")}),
-    )
+    c.published("t", 1, 1, listeners=0, answer=cap_adhoc("me"))
+    c.published("t", 2, 2, None, listeners=0, answer=ref("me"))
+    c.published("t", "r3", 3, "", listeners=0, answer=ref("me"), d=PUB_SUB)
+    c.subscribe("t", OMIT, "bar", "s", rid=4, answer=ref("me"))
 
     c = Case(
         f,
@@ -714,27 +715,11 @@ def identity() -> None:
         conns=("t", "u"),
         trusted=("t", "u"),
     )
-    c.call(
-        "t",
-        msg("subscribe", {"event_name": c.ev()}, 1),
-        ok(1, {"subscription_id": cap("st"), "client_id": cap_adhoc("t_id")}),
+    c.subscribe("t", OMIT, "foo", "st", rid=1, answer=cap_adhoc("t_id"))
+    c.subscribe(
+        "u", OMIT, "foo", "su", rid=1, answer={"$capture": "u_id", "$regex": ADHOC_RE, "$not_ref": "t_id"}
     )
-    c.call(
-        "u",
-        msg("subscribe", {"event_name": c.ev()}, 1),
-        ok(
-            1,
-            {
-                "subscription_id": cap("su"),
-                "client_id": {"$capture": "u_id", "$regex": ADHOC_RE, "$not_ref": "t_id"},
-            },
-        ),
-    )
-    c.call(
-        "t",
-        msg("publish", {"event_name": c.ev(), "value": "from t"}, 2),
-        ok(2, {"listeners": 1, "client_id": ref("t_id")}),
-    )
+    c.published("t", 2, "from t", listeners=1, answer=ref("t_id"))
     c.expect("u", event(c.ev(), "from t", ref("su")))
 
     c = Case(
@@ -745,17 +730,9 @@ def identity() -> None:
         conns=("t",),
         trusted=("t",),
     )
-    c.call(
-        "t",
-        msg("subscribe", {"event_name": c.ev()}, 1),
-        ok(1, {"subscription_id": cap("s"), "client_id": cap_adhoc("me")}),
-    )
-    c.call(
-        "t",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ref("me")}, 2),
-        ok(2, {"listeners": 0, "client_id": ref("me")}),
-    )
-    c.call("t", msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ref("me")}, 3), ok(3, {}))
+    c.subscribe("t", OMIT, "foo", "s", rid=1, answer=cap_adhoc("me"))
+    c.published("t", 2, 1, ref("me"), listeners=0)
+    c.unsubscribe("t", 3, ref("s"), ref("me"))
 
     c = Case(
         f,
@@ -765,20 +742,18 @@ def identity() -> None:
         conns=("t", "u"),
         trusted=("t", "u"),
     )
-    c.call(
-        "t",
-        msg("publish", {"event_name": c.ev(), "value": 1}, 1),
-        ok(1, {"listeners": 0, "client_id": cap_adhoc("t_id")}),
-    )
-    c.call(
+    c.published("t", 1, 1, listeners=0, answer=cap_adhoc("t_id"))
+    c.refused(
         "u",
         msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ref("t_id")}, 1),
-        err(1, UNKNOWN_CLIENT, tmpl('Unrecognized client ID "${t_id}".')),
+        UNKNOWN_CLIENT,
+        tmpl('Unrecognized client ID "${t_id}".'),
     )
-    c.call(
+    c.refused(
         "u",
         msg("subscribe", {"event_name": c.ev(), "client_id": ref("t_id")}, 2),
-        err(2, UNKNOWN_CLIENT, tmpl('Unrecognized client ID "${t_id}".')),
+        UNKNOWN_CLIENT,
+        tmpl('Unrecognized client ID "${t_id}".'),
     )
 
     c = Case(
@@ -788,15 +763,13 @@ def identity() -> None:
         conns=("t", "a"),
         trusted=("t",),
     )
-    c.call(
-        "t",
-        msg("publish", {"event_name": c.ev(), "value": 1}, 1),
-        ok(1, {"listeners": 0, "client_id": cap_adhoc("t_id")}),
-    )
-    c.call(
+    c.published("t", 1, 1, listeners=0, answer=cap_adhoc("t_id"))
+    c.refused(
         "a",
         PUB_SUB.publish("r1", c.ev(), 1, ref("t_id")),
-        PUB_SUB.fail("r1", UNKNOWN_CLIENT, tmpl('Unrecognized client ID "${t_id}".')),
+        UNKNOWN_CLIENT,
+        tmpl('Unrecognized client ID "${t_id}".'),
+        PUB_SUB,
     )
 
     c = Case(
@@ -807,26 +780,20 @@ def identity() -> None:
         conns=("t", "u", "a"),
         trusted=("t", "u"),
     )
-    c.call(
-        "t",
-        msg("subscribe", {"event_name": c.ev()}, 1),
-        ok(1, {"subscription_id": cap("s"), "client_id": cap_adhoc("t_id")}),
-    )
-    c.call(
+    c.subscribe("t", OMIT, "foo", "s", rid=1, answer=cap_adhoc("t_id"))
+    c.refused(
         "u",
         msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ref("t_id")}, 1),
-        err(1, NOT_YOUR_SUBSCRIPTION, NOT_YOURS),
+        NOT_YOUR_SUBSCRIPTION,
+        NOT_YOURS,
     )
-    c.call(
+    c.refused(
         "a",
         msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ref("t_id")}, 1),
-        err(1, NOT_YOUR_SUBSCRIPTION, NOT_YOURS),
+        NOT_YOUR_SUBSCRIPTION,
+        NOT_YOURS,
     )
-    c.call(
-        "a",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 2),
-        ok(2, {"listeners": 1, "client_id": ALICE}),
-    )
+    c.published("a", 2, 1, ALICE, listeners=1)
     c.expect("t", event(c.ev(), 1, ref("s")))
 
     c = Case(
@@ -836,8 +803,8 @@ def identity() -> None:
         conns=("t",),
         trusted=("t",),
     )
-    c.call("t", PUB_SUB.subscribe("r1", c.ev(), None), PUB_SUB.ok_subscribe("r1", cap("s"), cap_adhoc("me")))
-    c.call("t", PUB_SUB.unsubscribe("r2", ref("s"), None), PUB_SUB.ok_empty("r2"))
+    c.subscribe("t", None, "foo", "s", PUB_SUB, rid="r1", answer=cap_adhoc("me"))
+    c.unsubscribe("t", "r2", ref("s"), None, d=PUB_SUB)
 
     c = Case(
         f,
@@ -848,9 +815,7 @@ def identity() -> None:
         trusted=("t",),
     )
     c.subscribe("a", ALICE, "foo", "s")
-    c.call(
-        "t", msg("unsubscribe", {"subscription_id": ref("s")}, 1), err(1, NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
-    )
+    c.refused("t", msg("unsubscribe", {"subscription_id": ref("s")}, 1), NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
 
     c = Case(
         f,
@@ -859,15 +824,14 @@ def identity() -> None:
         "subscriptions; with the id it succeeds.",
     )
     c.subscribe("a", ALICE, "foo", "s")
-    c.call(
-        "a", msg("unsubscribe", {"subscription_id": ref("s")}, 1), err(1, NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
-    )
-    c.call(
+    c.refused("a", msg("unsubscribe", {"subscription_id": ref("s")}, 1), NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
+    c.refused(
         "a",
         msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ""}, 2),
-        err(2, NOT_YOUR_SUBSCRIPTION, NOT_YOURS),
+        NOT_YOUR_SUBSCRIPTION,
+        NOT_YOURS,
     )
-    c.call("a", msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ALICE}, 3), ok(3, {}))
+    c.unsubscribe("a", 3, ref("s"), ALICE)
 
     c = Case(
         f,
@@ -877,11 +841,12 @@ def identity() -> None:
         conns=("a1", "a2"),
     )
     c.subscribe("a1", ALICE, "foo", "s")
-    c.call("a2", msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ALICE}, 1), ok(1, {}))
-    c.call(
+    c.unsubscribe("a2", 1, ref("s"), ALICE)
+    c.refused(
         "a1",
         msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ALICE}, 2),
-        err(2, NO_SUCH_SUBSCRIPTION, NO_SUCH),
+        NO_SUCH_SUBSCRIPTION,
+        NO_SUCH,
     )
 
     c = Case(
@@ -890,11 +855,12 @@ def identity() -> None:
         "The second unsubscribe of the same subscription finds nothing.",
     )
     c.subscribe("a", ALICE, "foo", "s")
-    c.call("a", msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ALICE}, 1), ok(1, {}))
-    c.call(
+    c.unsubscribe("a", 1, ref("s"), ALICE)
+    c.refused(
         "a",
         msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ALICE}, 2),
-        err(2, NO_SUCH_SUBSCRIPTION, NO_SUCH),
+        NO_SUCH_SUBSCRIPTION,
+        NO_SUCH,
     )
 
     c = Case(
@@ -905,10 +871,11 @@ def identity() -> None:
         conns=("a", "b"),
     )
     c.subscribe("a", ALICE, "foo", "s")
-    c.call(
+    c.refused(
         "b",
         msg("unsubscribe", {"subscription_id": ref("s"), "client_id": STRANGER}, 1),
-        err(1, NOT_YOUR_SUBSCRIPTION, NOT_YOURS),
+        NOT_YOUR_SUBSCRIPTION,
+        NOT_YOURS,
     )
 
     c = Case(
@@ -920,11 +887,7 @@ def identity() -> None:
         trusted=("t",),
     )
     c.subscribe("b", BOB, "foo", "s")
-    c.call(
-        "t",
-        msg("publish", {"event_name": c.ev(), "value": "hi"}, 1),
-        ok(1, {"listeners": 1, "client_id": cap_adhoc("me")}),
-    )
+    c.published("t", 1, "hi", listeners=1, answer=cap_adhoc("me"))
     c.expect("b", event(c.ev(), "hi", ref("s")))
 
     c = Case(
@@ -935,16 +898,8 @@ def identity() -> None:
         conns=("t",),
         trusted=("t",),
     )
-    c.call(
-        "t",
-        msg("subscribe", {"event_name": c.ev(), "client_id": ALICE}, 1),
-        ok(1, {"subscription_id": cap("s_alice"), "client_id": ALICE}),
-    )
-    c.call(
-        "t",
-        msg("subscribe", {"event_name": c.ev()}, 2),
-        ok(2, {"subscription_id": cap("s_me"), "client_id": cap_adhoc("me")}),
-    )
+    c.subscribe("t", ALICE, "foo", "s_alice", rid=1)
+    c.subscribe("t", OMIT, "foo", "s_me", rid=2, answer=cap_adhoc("me"))
     c.call(
         "t",
         msg("publish", {"event_name": c.ev(), "value": "as me"}, 3),
@@ -965,27 +920,16 @@ def identity() -> None:
         conns=("t", "a"),
         trusted=("t",),
     )
-    c.call(
-        "t",
-        msg("subscribe", {"event_name": c.ev()}, 1),
-        ok(1, {"subscription_id": cap("s"), "client_id": cap_adhoc("me")}),
-    )
-    c.call(
-        "a",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 1),
-        ok(1, {"listeners": 1, "client_id": ALICE}),
-    )
+    c.subscribe("t", OMIT, "foo", "s", rid=1, answer=cap_adhoc("me"))
+    c.published("a", 1, 1, ALICE, listeners=1)
     c.expect("t", event(c.ev(), 1, ref("s")))
     c.close("t")
-    c.call(
-        "a",
-        msg("publish", {"event_name": c.ev(), "value": 2, "client_id": ALICE}, 2),
-        ok(2, {"listeners": 0, "client_id": ALICE}),
-    )
-    c.call(
+    c.published("a", 2, 2, ALICE, listeners=0)
+    c.refused(
         "a",
         msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ref("me")}, 3),
-        err(3, NO_SUCH_SUBSCRIPTION, NO_SUCH),
+        NO_SUCH_SUBSCRIPTION,
+        NO_SUCH,
     )
 
 
@@ -1095,7 +1039,7 @@ def errors_params() -> None:
                 c.subscribe("s", BOB, "EV", "s")
             params = {key: (c.ev("EV") if v == "EV" else v) for key, v in params.items()}
             text = text.replace('"EV"', json.dumps(c.ev("EV")))
-            c.call("a", d.raw(method, rid_of(d, 1), params), d.fail(rid_of(d, 1), INVALID_PARAMS, text))
+            c.refused("a", d.raw(method, rid_of(d, 1), params), INVALID_PARAMS, text, d)
             if method == "publish":
                 c.nothing("s")
 
@@ -1106,7 +1050,7 @@ def errors_params() -> None:
             conns=("a", "s"),
         )
         c.subscribe("s", BOB, "foo", "s")
-        c.call("a", d.publish(rid_of(d, 1), c.ev(), None, ALICE), d.ok_publish(rid_of(d, 1), 1, ALICE))
+        c.published("a", rid_of(d, 1), None, ALICE, listeners=1, d=d)
         c.expect("s", event(c.ev(), None, ref("s")))
 
         c = Case(f, f"{k}.extra_params_ignored", "Unknown params members are ignored.")
@@ -1135,48 +1079,60 @@ def errors_params() -> None:
             "publish validates event_name, then value, then client_id: with all three wrong, "
             "event_name is reported.",
         )
-        c.call(
+        c.refused(
             "a",
             d.raw("publish", rid_of(d, 1), {"event_name": 1, "client_id": 2}),
-            d.fail(rid_of(d, 1), INVALID_PARAMS, not_a_string("publish", "event_name", 1)),
+            INVALID_PARAMS,
+            not_a_string("publish", "event_name", 1),
+            d,
         )
-        c.call(
+        c.refused(
             "a",
             d.raw("publish", rid_of(d, 2), {"event_name": c.ev(), "client_id": 2}),
-            d.fail(rid_of(d, 2), INVALID_PARAMS, missing_param("publish", "value")),
+            INVALID_PARAMS,
+            missing_param("publish", "value"),
+            d,
         )
 
         c = Case(
             f, f"{k}.order.subscription_id_first", "unsubscribe validates subscription_id before client_id."
         )
-        c.call(
+        c.refused(
             "a",
             d.raw("unsubscribe", rid_of(d, 1), {"client_id": 2}),
-            d.fail(rid_of(d, 1), INVALID_PARAMS, missing_param("unsubscribe", "subscription_id")),
+            INVALID_PARAMS,
+            missing_param("unsubscribe", "subscription_id"),
+            d,
         )
 
         c = Case(
             f, f"{k}.order.params_before_identity", "Params are validated before the client id is looked up."
         )
-        c.call(
+        c.refused(
             "a",
             d.raw("subscribe", rid_of(d, 1), {"client_id": STRANGER}),
-            d.fail(rid_of(d, 1), INVALID_PARAMS, missing_param("subscribe", "event_name")),
+            INVALID_PARAMS,
+            missing_param("subscribe", "event_name"),
+            d,
         )
-        c.call(
+        c.refused(
             "a",
             d.raw("publish", rid_of(d, 2), {"event_name": c.ev(), "client_id": NO_PUBLISH}),
-            d.fail(rid_of(d, 2), INVALID_PARAMS, missing_param("publish", "value")),
+            INVALID_PARAMS,
+            missing_param("publish", "value"),
+            d,
         )
 
         c = Case(
             f, f"{k}.error_text_truncated", "A shown value longer than 80 characters is cut to 77 plus '...'."
         )
         long_value = ["x" * 30, "y" * 30, "z" * 30]
-        c.call(
+        c.refused(
             "a",
             d.raw("subscribe", rid_of(d, 1), {"event_name": long_value, "client_id": ALICE}),
-            d.fail(rid_of(d, 1), INVALID_PARAMS, not_a_string("subscribe", "event_name", long_value)),
+            INVALID_PARAMS,
+            not_a_string("subscribe", "event_name", long_value),
+            d,
         )
 
         c = Case(f, f"{k}.ping.params_ignored", "ping takes no params; named members are ignored.")
@@ -1254,21 +1210,18 @@ def errors_params() -> None:
     c.call("a", msg("unsubscribe", [ref("s"), ALICE], 2), ok(2, {}))
 
     c = Case(f, "jsonrpc.positional.missing_and_wrong", "Positional params are checked like named ones.")
-    c.call("a", msg("publish", [c.ev()], 1), err(1, INVALID_PARAMS, missing_param("publish", "value")))
-    c.call(
-        "a",
-        msg("publish", [5, 1, ALICE], 2),
-        err(2, INVALID_PARAMS, not_a_string("publish", "event_name", 5)),
-    )
-    c.call("a", msg("subscribe", [], 3), err(3, INVALID_PARAMS, missing_param("subscribe", "event_name")))
+    c.refused("a", msg("publish", [c.ev()], 1), INVALID_PARAMS, missing_param("publish", "value"))
+    c.refused("a", msg("publish", [5, 1, ALICE], 2), INVALID_PARAMS, not_a_string("publish", "event_name", 5))
+    c.refused("a", msg("subscribe", [], 3), INVALID_PARAMS, missing_param("subscribe", "event_name"))
 
     c = Case(f, "jsonrpc.positional.too_many", "More positional params than the method has.")
-    c.call(
+    c.refused(
         "a",
         msg("publish", [c.ev(), 1, ALICE, None, "extra"], 1),
-        err(1, INVALID_PARAMS, 'Invalid parameters for method "publish".'),
+        INVALID_PARAMS,
+        'Invalid parameters for method "publish".',
     )
-    c.call("a", msg("ping", [1], 2), err(2, INVALID_PARAMS, 'Invalid parameters for method "ping".'))
+    c.refused("a", msg("ping", [1], 2), INVALID_PARAMS, 'Invalid parameters for method "ping".')
     c.call("a", msg("ping", [], 3), ok(3, {}))
 
 
@@ -1396,7 +1349,7 @@ def envelope() -> None:
         c.call("a", ping(1), PONG_1)
 
     c = Case(f, "unknown_method.jsonrpc", "An unknown method with an id: METHOD_NOT_FOUND.")
-    c.call("a", msg("frobnicate", {"x": 1}, 1), err(1, METHOD_NOT_FOUND, unknown_method("frobnicate")))
+    c.refused("a", msg("frobnicate", {"x": 1}, 1), METHOD_NOT_FOUND, unknown_method("frobnicate"))
 
     c = Case(f, "unknown_method.pub_sub", "An unknown method with a request_id: a pub_sub failure answer.")
     c.call(
@@ -1415,10 +1368,11 @@ def envelope() -> None:
     c.call("a", ping(1), PONG_1)
 
     c = Case(f, "unknown_method.case_sensitive", "Method names are case-sensitive.")
-    c.call(
+    c.refused(
         "a",
         msg("Publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 1),
-        err(1, METHOD_NOT_FOUND, unknown_method("Publish")),
+        METHOD_NOT_FOUND,
+        unknown_method("Publish"),
     )
 
     c = Case(
@@ -1426,10 +1380,8 @@ def envelope() -> None:
         "unknown_method.server_notifications",
         "'event' and 'closing' are server-to-client methods; a server does not accept them.",
     )
-    c.call(
-        "a",
-        msg("event", {"event_name": c.ev("x"), "value": 1}, 1),
-        err(1, METHOD_NOT_FOUND, unknown_method("event")),
+    c.refused(
+        "a", msg("event", {"event_name": c.ev("x"), "value": 1}, 1), METHOD_NOT_FOUND, unknown_method("event")
     )
     c.call(
         "a",
@@ -1511,22 +1463,20 @@ def dialects() -> None:
             "subscribe, publish, event, unsubscribe: every answer shape of the dialect, key order included.",
             conns=("p", "s"),
         )
-        c.call("s", d.subscribe(rid_of(d, 1), c.ev(), BOB), d.ok_subscribe(rid_of(d, 1), cap("sub"), BOB))
-        c.call(
-            "p",
-            d.publish(rid_of(d, 1), c.ev(), {"b": 2, "a": [1, "x", None]}, ALICE),
-            d.ok_publish(rid_of(d, 1), 1, ALICE),
-        )
+        c.subscribe("s", BOB, "foo", "sub", d, rid=rid_of(d, 1))
+        c.published("p", rid_of(d, 1), {"b": 2, "a": [1, "x", None]}, ALICE, listeners=1, d=d)
         c.expect("s", event(c.ev(), {"b": 2, "a": [1, "x", None]}, ref("sub")))
-        c.call("s", d.unsubscribe(rid_of(d, 2), ref("sub"), BOB), d.ok_empty(rid_of(d, 2)))
-        c.call("p", d.publish(rid_of(d, 2), c.ev(), 2, ALICE), d.ok_publish(rid_of(d, 2), 0, ALICE))
+        c.unsubscribe("s", rid_of(d, 2), ref("sub"), BOB, d=d)
+        c.published("p", rid_of(d, 2), 2, ALICE, listeners=0, d=d)
         c.nothing("s")
 
         c = Case(f, f"{k}.failure_shape", "A refused request in this dialect: code and exact text.")
-        c.call(
+        c.refused(
             "a",
             d.subscribe(rid_of(d, 1), c.ev(), NO_SUBSCRIBE),
-            d.fail(rid_of(d, 1), SUBSCRIBE_FORBIDDEN, NOT_ALLOWED_SUBSCRIBE),
+            SUBSCRIBE_FORBIDDEN,
+            NOT_ALLOWED_SUBSCRIBE,
+            d,
         )
 
     c = Case(
@@ -1570,9 +1520,9 @@ def dialects() -> None:
         "An event has one shape whatever dialect the subscription was made in.",
         conns=("j", "o", "p"),
     )
-    c.call("j", JSONRPC.subscribe(1, c.ev(), BOB), JSONRPC.ok_subscribe(1, cap("sj"), BOB))
-    c.call("o", PUB_SUB.subscribe("r1", c.ev(), CAROL), PUB_SUB.ok_subscribe("r1", cap("so"), CAROL))
-    c.call("p", JSONRPC.publish(1, c.ev(), [1, 2], ALICE), JSONRPC.ok_publish(1, 2, ALICE))
+    c.subscribe("j", BOB, "foo", "sj", rid=1)
+    c.subscribe("o", CAROL, "foo", "so", PUB_SUB, rid="r1")
+    c.published("p", 1, [1, 2], ALICE, listeners=2)
     c.expect("j", event(c.ev(), [1, 2], ref("sj")))
     c.expect("o", event(c.ev(), [1, 2], ref("so")))
 
@@ -2002,11 +1952,7 @@ def framing() -> None:
         ok(1, {"subscription_id": cap("s"), "client_id": BOB}),
         framing="content-length",
     )
-    c.call(
-        "nl",
-        msg("publish", {"event_name": c.ev(), "value": "x", "client_id": ALICE}, 1),
-        ok(1, {"listeners": 1, "client_id": ALICE}),
-    )
+    c.published("nl", 1, "x", ALICE, listeners=1)
     c.expect("lsp", event(c.ev(), "x", ref("s")), framing="content-length")
 
     c = Case(
@@ -2116,11 +2062,7 @@ def framing() -> None:
     c.subscribe("s", BOB, "foo", "s")
     c.eof("s")
     c.closed("s")
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 1),
-        ok(1, {"listeners": 0, "client_id": ALICE}),
-    )
+    c.published("p", 1, 1, ALICE, listeners=0)
 
 
 # == delivery.json =====================================================================
@@ -2140,11 +2082,7 @@ def delivery() -> None:
         conns=("p", "s"),
     )
     c.subscribe("s", BOB, "foo", "s")
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": "hello", "client_id": ALICE}, 1),
-        ok(1, {"listeners": 1, "client_id": ALICE}),
-    )
+    c.published("p", 1, "hello", ALICE, listeners=1)
     c.expect("s", event(c.ev(), "hello", ref("s")))
 
     c = Case(
@@ -2155,11 +2093,7 @@ def delivery() -> None:
     )
     c.subscribe("a1", ALICE, "foo", "sa")
     c.subscribe("b", BOB, "foo", "sb")
-    c.call(
-        "a2",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 1),
-        ok(1, {"listeners": 1, "client_id": ALICE}),
-    )
+    c.published("a2", 1, 1, ALICE, listeners=1)
     c.expect("b", event(c.ev(), 1, ref("sb")))
     c.nothing("a1")
 
@@ -2212,26 +2146,10 @@ def delivery() -> None:
         conns=("p1", "p2", "s"),
     )
     c.subscribe("s", CAROL, "foo", "s")
-    c.call(
-        "p1",
-        msg("publish", {"event_name": c.ev(), "value": "a1", "client_id": ALICE}, 1),
-        ok(1, {"listeners": 1, "client_id": ALICE}),
-    )
-    c.call(
-        "p2",
-        msg("publish", {"event_name": c.ev(), "value": "b1", "client_id": BOB}, 1),
-        ok(1, {"listeners": 1, "client_id": BOB}),
-    )
-    c.call(
-        "p1",
-        msg("publish", {"event_name": c.ev(), "value": "a2", "client_id": ALICE}, 2),
-        ok(2, {"listeners": 1, "client_id": ALICE}),
-    )
-    c.call(
-        "p2",
-        msg("publish", {"event_name": c.ev(), "value": "b2", "client_id": BOB}, 2),
-        ok(2, {"listeners": 1, "client_id": BOB}),
-    )
+    c.published("p1", 1, "a1", ALICE, listeners=1)
+    c.published("p2", 1, "b1", BOB, listeners=1)
+    c.published("p1", 2, "a2", ALICE, listeners=1)
+    c.published("p2", 2, "b2", BOB, listeners=1)
     c.expect("s", *[event(c.ev(), v, ref("s")) for v in ("a1", "b1", "a2", "b2")])
 
     c = Case(
@@ -2243,20 +2161,12 @@ def delivery() -> None:
     c.subscribe("b", BOB, "foo", "b1")
     c.subscribe("b", BOB, "foo", "b2")
     c.subscribe("c", CAROL, "foo", "c1")
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 1),
-        ok(1, {"listeners": 3, "client_id": ALICE}),
-    )
+    c.published("p", 1, 1, ALICE, listeners=3)
     c.expect("b", event(c.ev(), 1, ref("b1")), event(c.ev(), 1, ref("b2")))
     c.expect("c", event(c.ev(), 1, ref("c1")))
 
     c = Case(f, "no_subscribers", "Publishing to an event nobody subscribed to: listeners 0.")
-    c.call(
-        "a",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 1),
-        ok(1, {"listeners": 0, "client_id": ALICE}),
-    )
+    c.published("a", 1, 1, ALICE, listeners=0)
 
     c = Case(
         f,
@@ -2295,7 +2205,7 @@ def delivery() -> None:
         ok(1, {"listeners": 1, "client_id": ALICE}),
     )
     c.expect("s", event(c.ev('日本語 ✓ "q"'), 1, ref("uni")))
-    c.call("s", msg("unsubscribe", {"subscription_id": ref("empty"), "client_id": BOB}, 3), ok(3, {}))
+    c.unsubscribe("s", 3, ref("empty"), BOB)
 
     c = Case(
         f,
@@ -2316,11 +2226,7 @@ def delivery() -> None:
         'line\nbreak "quoted" \\ tab\t',
     ]
     for i, value in enumerate(values, start=1):
-        c.call(
-            "p",
-            msg("publish", {"event_name": c.ev(), "value": value, "client_id": ALICE}, i),
-            ok(i, {"listeners": 1, "client_id": ALICE}),
-        )
+        c.published("p", i, value, ALICE, listeners=1)
     c.expect("s", *[event(c.ev(), v, ref("s")) for v in values])
 
     c = Case(
@@ -2331,12 +2237,8 @@ def delivery() -> None:
     )
     c.subscribe("s", BOB, "foo", "s1")
     c.subscribe("s", BOB, "foo", "s2")
-    c.call("s", msg("unsubscribe", {"subscription_id": ref("s1"), "client_id": BOB}, 1), ok(1, {}))
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 1),
-        ok(1, {"listeners": 1, "client_id": ALICE}),
-    )
+    c.unsubscribe("s", 1, ref("s1"), BOB)
+    c.published("p", 1, 1, ALICE, listeners=1)
     c.expect("s", event(c.ev(), 1, ref("s2")))
 
     c = Case(
@@ -2346,11 +2248,7 @@ def delivery() -> None:
         conns=("p", "s"),
     )
     c.subscribe("s", NO_PUBLISH, "foo", "s")
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": NO_SUBSCRIBE}, 1),
-        ok(1, {"listeners": 1, "client_id": NO_SUBSCRIBE}),
-    )
+    c.published("p", 1, 1, NO_SUBSCRIBE, listeners=1)
     c.expect("s", event(c.ev(), 1, ref("s")))
 
     c = Case(
@@ -2361,11 +2259,7 @@ def delivery() -> None:
     )
     for i in range(1, 6):
         c.subscribe(f"s{i}", BOB if i % 2 else CAROL, "foo", f"sub{i}")
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": "all", "client_id": ALICE}, 1),
-        ok(1, {"listeners": 5, "client_id": ALICE}),
-    )
+    c.published("p", 1, "all", ALICE, listeners=5)
     for i in range(1, 6):
         c.expect(f"s{i}", event(c.ev(), "all", ref(f"sub{i}")))
 
@@ -2378,11 +2272,7 @@ def delivery() -> None:
     )
     c.send("s", msg("subscribe", {"event_name": c.ev(), "client_id": BOB}))
     c.nothing("s")
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 1),
-        ok(1, {"listeners": 1, "client_id": ALICE}),
-    )
+    c.published("p", 1, 1, ALICE, listeners=1)
     c.expect("s", event(c.ev(), 1, {"$type": "uuid"}))
 
 
@@ -2403,24 +2293,12 @@ def fixed_bugs() -> None:
         conns=("p", "s", "late"),
     )
     c.subscribe("s", BOB, "foo", "s")
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 1),
-        ok(1, {"listeners": 1, "client_id": ALICE}),
-    )
+    c.published("p", 1, 1, ALICE, listeners=1)
     c.expect("s", event(c.ev(), 1, ref("s")))
     c.close("s")
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": 2, "client_id": ALICE}, 2),
-        ok(2, {"listeners": 0, "client_id": ALICE}),
-    )
+    c.published("p", 2, 2, ALICE, listeners=0)
     c.subscribe("late", BOB, "foo", "s2")
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": 3, "client_id": ALICE}, 3),
-        ok(3, {"listeners": 1, "client_id": ALICE}),
-    )
+    c.published("p", 3, 3, ALICE, listeners=1)
     c.expect("late", event(c.ev(), 3, ref("s2")))
 
     c = Case(
@@ -2432,17 +2310,9 @@ def fixed_bugs() -> None:
     )
     for i in (1, 2, 3):
         c.subscribe(f"s{i}", BOB, "foo", f"sub{i}")
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 1),
-        ok(1, {"listeners": 3, "client_id": ALICE}),
-    )
+    c.published("p", 1, 1, ALICE, listeners=3)
     c.close("s2")
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": 2, "client_id": ALICE}, 2),
-        ok(2, {"listeners": 2, "client_id": ALICE}),
-    )
+    c.published("p", 2, 2, ALICE, listeners=2)
     c.expect("s1", event(c.ev(), 1, ref("sub1")), event(c.ev(), 2, ref("sub1")))
     c.expect("s3", event(c.ev(), 1, ref("sub3")), event(c.ev(), 2, ref("sub3")))
 
@@ -2459,18 +2329,10 @@ def fixed_bugs() -> None:
         PUB_SUB.subscribe("r2", c.ev(), BOB),
         PUB_SUB.ok_subscribe("r2", {"$capture": "second", "$type": "uuid", "$not_ref": "first"}, BOB),
     )
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": "x", "client_id": ALICE}, 1),
-        ok(1, {"listeners": 2, "client_id": ALICE}),
-    )
+    c.published("p", 1, "x", ALICE, listeners=2)
     c.expect("s", event(c.ev(), "x", ref("first")), event(c.ev(), "x", ref("second")))
-    c.call("s", msg("unsubscribe", {"subscription_id": ref("first"), "client_id": BOB}, 3), ok(3, {}))
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": "y", "client_id": ALICE}, 2),
-        ok(2, {"listeners": 1, "client_id": ALICE}),
-    )
+    c.unsubscribe("s", 3, ref("first"), BOB)
+    c.published("p", 2, "y", ALICE, listeners=1)
     c.expect("s", event(c.ev(), "y", ref("second")))
 
     c = Case(
@@ -2491,7 +2353,7 @@ def fixed_bugs() -> None:
         PUB_SUB.ok_publish("r2", 0, ref("me")),
         PUB_SUB.ok_publish("r3", 0, ref("me")),
     )
-    c.call("t", PUB_SUB.unsubscribe("r4", ref("s"), None), PUB_SUB.ok_empty("r4"))
+    c.unsubscribe("t", "r4", ref("s"), None, d=PUB_SUB)
 
     c = Case(
         f,
@@ -2519,10 +2381,12 @@ def fixed_bugs() -> None:
         "Bug 10: a pub_sub request with bad params is answered (the original swallowed the error and "
         "the client hung).",
     )
-    c.call(
+    c.refused(
         "a",
         PUB_SUB.raw("subscribe", "r1", {"client_id": ALICE}),
-        PUB_SUB.fail("r1", INVALID_PARAMS, missing_param("subscribe", "event_name")),
+        INVALID_PARAMS,
+        missing_param("subscribe", "event_name"),
+        PUB_SUB,
     )
 
     c = Case(f, "unknown_method_answered", "Bug 10: a pub_sub request for an unknown method is answered.")
@@ -2540,10 +2404,12 @@ def fixed_bugs() -> None:
         conns=("t",),
         trusted=("t",),
     )
-    c.call(
+    c.refused(
         "t",
         PUB_SUB.publish("r1", c.ev(), 1, 12),
-        PUB_SUB.fail("r1", INVALID_PARAMS, not_a_string("publish", "client_id", 12)),
+        INVALID_PARAMS,
+        not_a_string("publish", "client_id", 12),
+        PUB_SUB,
     )
 
     c = Case(
@@ -2575,21 +2441,9 @@ def fixed_bugs() -> None:
     )
     size = len(frame.encode()) + 1
     assert size <= 300 < 2 * size, size
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": value, "client_id": ALICE}, 1),
-        ok(1, {"listeners": 1, "client_id": ALICE}),
-    )
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": value, "client_id": ALICE}, 2),
-        ok(2, {"listeners": 1, "client_id": ALICE}),
-    )
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": value, "client_id": ALICE}, 3),
-        ok(3, {"listeners": 0, "client_id": ALICE}),
-    )
+    c.published("p", 1, value, ALICE, listeners=1)
+    c.published("p", 2, value, ALICE, listeners=1)
+    c.published("p", 3, value, ALICE, listeners=0)
     c.expect(
         "s",
         event(c.ev(), value, ref("s")),
@@ -2610,22 +2464,14 @@ def fixed_bugs() -> None:
     c.subscribe("s", BOB, "foo", "s1")
     c.subscribe("s", BOB, "foo", "s2")
     value = "w" * 100
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": value, "client_id": ALICE}, 1),
-        ok(1, {"listeners": 1, "client_id": ALICE}),
-    )
+    c.published("p", 1, value, ALICE, listeners=1)
     c.expect(
         "s",
         event(c.ev(), value, ref("s1")),
         closing(SLOW_CONSUMER, "Slow consumer: more than 100 bytes of events were waiting to be read."),
     )
     c.closed("s")
-    c.call(
-        "p",
-        msg("publish", {"event_name": c.ev(), "value": 2, "client_id": ALICE}, 2),
-        ok(2, {"listeners": 0, "client_id": ALICE}),
-    )
+    c.published("p", 2, 2, ALICE, listeners=0)
 
 
 # == patterns.json ===============================================================
@@ -2708,7 +2554,7 @@ def patterns() -> None:
             event(f"{c.name}::a", 4, ref("wide")),
             event(f"{c.name}::a", 4, ref("star")),
         )
-        c.call("s", d.unsubscribe(r(5), ref("wide"), BOB), d.ok_empty(r(5)))
+        c.unsubscribe("s", r(5), ref("wide"), BOB, d=d)
         c.call("p", d.publish(r(6), f"{c.name}::a", 6, ALICE), d.ok_publish(r(6), 2, ALICE))
         c.expect("s", event(f"{c.name}::a", 6, ref("exact")), event(f"{c.name}::a", 6, ref("star")))
 
@@ -2720,23 +2566,27 @@ def patterns() -> None:
         )
         for n, (template, reason) in enumerate(INVALID_PATTERNS, start=1):
             text = template.format(p=c.name)
-            c.call(
+            c.refused(
                 "a",
                 d.subscribe(r(n), OMIT, ALICE, pattern=text),
-                d.fail(r(n), INVALID_PARAMS, f"Invalid pattern {show(text)}: {reason}."),
+                INVALID_PARAMS,
+                f"Invalid pattern {show(text)}: {reason}.",
+                d,
             )
-        c.call(
-            "a", d.subscribe(r(10), c.ev(), ALICE, pattern=f"{c.name}.*"), d.fail(r(10), INVALID_PARAMS, BOTH)
-        )
-        c.call(
+        c.refused("a", d.subscribe(r(10), c.ev(), ALICE, pattern=f"{c.name}.*"), INVALID_PARAMS, BOTH, d)
+        c.refused(
             "a",
             d.subscribe(r(11), OMIT, ALICE, pattern=5),
-            d.fail(r(11), INVALID_PARAMS, not_a_string("subscribe", "pattern", 5)),
+            INVALID_PARAMS,
+            not_a_string("subscribe", "pattern", 5),
+            d,
         )
-        c.call(
+        c.refused(
             "a",
             d.subscribe(r(12), OMIT, ALICE, pattern=None),
-            d.fail(r(12), INVALID_PARAMS, missing_param("subscribe", "event_name")),
+            INVALID_PARAMS,
+            missing_param("subscribe", "event_name"),
+            d,
         )
         c.call("a", d.subscribe(r(13), c.ev(), ALICE, pattern=None), d.ok_subscribe(r(13), cap("s"), ALICE))
 
@@ -2749,7 +2599,7 @@ def patterns() -> None:
         c.call(
             "a", d.subscribe(r(1), OMIT, ALICE, pattern=f"{c.name}.*"), d.ok_subscribe(r(1), cap("s"), ALICE)
         )
-        c.call("a", d.publish(r(2), c.ev(), 1, ALICE), d.ok_publish(r(2), 0, ALICE))
+        c.published("a", r(2), 1, ALICE, listeners=0, d=d)
         c.call(
             "a",
             d.publish(r(3), c.ev(), 2, ALICE, exclude_self=False),
@@ -2781,26 +2631,28 @@ def patterns() -> None:
         )
 
         c = Case(f, f"option_types.{d.kind}", "exclude_self and report must be booleans (or null).")
-        c.call(
+        c.refused(
             "a",
             d.publish(r(1), c.ev(), 1, ALICE, exclude_self="no"),
-            d.fail(r(1), INVALID_PARAMS, not_a_boolean("exclude_self", "no")),
+            INVALID_PARAMS,
+            not_a_boolean("exclude_self", "no"),
+            d,
         )
-        c.call(
-            "a",
-            d.publish(r(2), c.ev(), 1, ALICE, report=1),
-            d.fail(r(2), INVALID_PARAMS, not_a_boolean("report", 1)),
+        c.refused(
+            "a", d.publish(r(2), c.ev(), 1, ALICE, report=1), INVALID_PARAMS, not_a_boolean("report", 1), d
         )
 
         c = Case(
             f, f"rules_publish.{d.kind}", "Publish allow/deny rules: deny wins; the text names the event."
         )
-        c.call("a", d.publish(r(1), c.ev("public.news"), 1, RULED), d.ok_publish(r(1), 0, RULED))
+        c.published("a", r(1), 1, RULED, listeners=0, short="public.news", d=d)
         for n, name in enumerate([c.ev("public.secret"), c.ev("public::secret"), c.ev("private")], start=2):
-            c.call(
+            c.refused(
                 "a",
                 d.publish(r(n), name, 1, RULED),
-                d.fail(r(n), PUBLISH_FORBIDDEN, f"You are not allowed to publish events named {show(name)}."),
+                PUBLISH_FORBIDDEN,
+                f"You are not allowed to publish events named {show(name)}.",
+                d,
             )
 
         c = Case(
@@ -2809,28 +2661,24 @@ def patterns() -> None:
             "Subscribe rules: an exact name must be permitted; a "
             "pattern is refused when it cannot match any permitted name.",
         )
-        c.call(
+        c.refused(
             "a",
             d.subscribe(r(1), c.ev("public.secret"), RULED),
-            d.fail(
-                r(1),
-                SUBSCRIBE_FORBIDDEN,
-                f"You are not allowed to subscribe to events named {show(c.ev('public.secret'))}.",
-            ),
+            SUBSCRIBE_FORBIDDEN,
+            f"You are not allowed to subscribe to events named {show(c.ev('public.secret'))}.",
+            d,
         )
         for n, pattern in enumerate(
             [c.ev("public.secret"), c.ev("public.secret.>"), c.ev("private.>"), c.ev("*")], start=2
         ):
-            c.call(
+            c.refused(
                 "a",
                 d.subscribe(r(n), OMIT, RULED, pattern=pattern),
-                d.fail(
-                    r(n),
-                    SUBSCRIBE_FORBIDDEN,
-                    f"You are not allowed to subscribe to any event matching {show(pattern)}.",
-                ),
+                SUBSCRIBE_FORBIDDEN,
+                f"You are not allowed to subscribe to any event matching {show(pattern)}.",
+                d,
             )
-        c.call("a", d.subscribe(r(9), c.ev("public.news"), RULED), d.ok_subscribe(r(9), cap("s"), RULED))
+        c.subscribe("a", RULED, "public.news", "s", d, rid=r(9))
         c.call(
             "a",
             d.subscribe(r(10), OMIT, RULED, pattern=c.ev("public.*")),
@@ -2848,7 +2696,7 @@ def patterns() -> None:
         for n, name in enumerate([c.ev("public.secret"), c.ev("private"), c.ev("public.secret.x")], start=2):
             c.call("p", d.publish(r(n), name, n, ALICE), d.ok_publish(r(n), 0, ALICE))
             c.nothing("s")
-        c.call("p", d.publish(r(9), c.ev("public.news"), 9, ALICE), d.ok_publish(r(9), 1, ALICE))
+        c.published("p", r(9), 9, ALICE, listeners=1, short="public.news", d=d)
         c.expect("s", event(c.ev("public.news"), 9, ref("s")))
 
 
@@ -2877,20 +2725,14 @@ def stats() -> None:
             "A registered client without can_inspect is refused (-32011), even one with every other "
             "right; the connection carries on.",
         )
-        c.call(
-            "a", d.stats(rid_of(d, 1), ALICE), d.fail(rid_of(d, 1), INSPECT_FORBIDDEN, NOT_ALLOWED_INSPECT)
-        )
+        c.refused("a", d.stats(rid_of(d, 1), ALICE), INSPECT_FORBIDDEN, NOT_ALLOWED_INSPECT, d)
         c.call("a", d.ping(rid_of(d, 2)), d.ok_empty(rid_of(d, 2)))
 
         c = Case(f, f"{k}.unknown_client", "An unregistered id is refused as for publish and subscribe.")
-        c.call(
-            "a",
-            d.stats(rid_of(d, 1), STRANGER),
-            d.fail(rid_of(d, 1), UNKNOWN_CLIENT, unrecognized(STRANGER)),
-        )
+        c.refused("a", d.stats(rid_of(d, 1), STRANGER), UNKNOWN_CLIENT, unrecognized(STRANGER), d)
 
         c = Case(f, f"{k}.missing_id_untrusted", "No id on an untrusted connection: '<missing>'.")
-        c.call("a", d.stats(rid_of(d, 1)), d.fail(rid_of(d, 1), UNKNOWN_CLIENT, MISSING_CLIENT))
+        c.refused("a", d.stats(rid_of(d, 1)), UNKNOWN_CLIENT, MISSING_CLIENT, d)
 
     c = Case(
         f,
@@ -2902,11 +2744,9 @@ def stats() -> None:
 
     c = Case(f, "jsonrpc.positional", "Params by position: [client_id, request_id].")
     c.call("a", msg("stats", [OPERATOR], 1), JSONRPC.ok_stats(1))
-    c.call("a", msg("stats", [NOTHING, None], 2), err(2, INSPECT_FORBIDDEN, NOT_ALLOWED_INSPECT))
-    c.call(
-        "a",
-        msg("stats", [OPERATOR, None, 3], 3),
-        err(3, INVALID_PARAMS, 'Invalid parameters for method "stats".'),
+    c.refused("a", msg("stats", [NOTHING, None], 2), INSPECT_FORBIDDEN, NOT_ALLOWED_INSPECT)
+    c.refused(
+        "a", msg("stats", [OPERATOR, None, 3], 3), INVALID_PARAMS, 'Invalid parameters for method "stats".'
     )
 
     c = Case(f, "jsonrpc.client_id_not_a_string", "client_id must be a string or null.")
