@@ -658,19 +658,19 @@ def identity() -> None:
     c = Case(f, "nothing_client", "A client with neither right can do neither (unsubscribe needs no right).")
     c.refused(
         "a",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": NOTHING}, 1),
+        JSONRPC.publish(1, c.ev(), 1, NOTHING),
         PUBLISH_FORBIDDEN,
         NOT_ALLOWED_PUBLISH,
     )
     c.refused(
         "a",
-        msg("subscribe", {"event_name": c.ev(), "client_id": NOTHING}, 2),
+        JSONRPC.subscribe(2, c.ev(), NOTHING),
         SUBSCRIBE_FORBIDDEN,
         NOT_ALLOWED_SUBSCRIBE,
     )
     c.refused(
         "a",
-        msg("unsubscribe", {"subscription_id": "x", "client_id": NOTHING}, 3),
+        JSONRPC.unsubscribe(3, "x", NOTHING),
         NO_SUCH_SUBSCRIPTION,
         NO_SUCH,
     )
@@ -684,13 +684,13 @@ def identity() -> None:
     )
     c.refused(
         "t",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": NO_PUBLISH}, 1),
+        JSONRPC.publish(1, c.ev(), 1, NO_PUBLISH),
         PUBLISH_FORBIDDEN,
         NOT_ALLOWED_PUBLISH,
     )
     c.refused(
         "t",
-        msg("subscribe", {"event_name": c.ev(), "client_id": NO_SUBSCRIBE}, 2),
+        JSONRPC.subscribe(2, c.ev(), NO_SUBSCRIBE),
         SUBSCRIBE_FORBIDDEN,
         NOT_ALLOWED_SUBSCRIBE,
     )
@@ -745,13 +745,13 @@ def identity() -> None:
     c.published("t", 1, 1, listeners=0, answer=cap_adhoc("t_id"))
     c.refused(
         "u",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ref("t_id")}, 1),
+        JSONRPC.publish(1, c.ev(), 1, ref("t_id")),
         UNKNOWN_CLIENT,
         tmpl('Unrecognized client ID "${t_id}".'),
     )
     c.refused(
         "u",
-        msg("subscribe", {"event_name": c.ev(), "client_id": ref("t_id")}, 2),
+        JSONRPC.subscribe(2, c.ev(), ref("t_id")),
         UNKNOWN_CLIENT,
         tmpl('Unrecognized client ID "${t_id}".'),
     )
@@ -783,13 +783,13 @@ def identity() -> None:
     c.subscribe("t", OMIT, "foo", "s", rid=1, answer=cap_adhoc("t_id"))
     c.refused(
         "u",
-        msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ref("t_id")}, 1),
+        JSONRPC.unsubscribe(1, ref("s"), ref("t_id")),
         NOT_YOUR_SUBSCRIPTION,
         NOT_YOURS,
     )
     c.refused(
         "a",
-        msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ref("t_id")}, 1),
+        JSONRPC.unsubscribe(1, ref("s"), ref("t_id")),
         NOT_YOUR_SUBSCRIPTION,
         NOT_YOURS,
     )
@@ -815,7 +815,7 @@ def identity() -> None:
         trusted=("t",),
     )
     c.subscribe("a", ALICE, "foo", "s")
-    c.refused("t", msg("unsubscribe", {"subscription_id": ref("s")}, 1), NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
+    c.refused("t", JSONRPC.unsubscribe(1, ref("s")), NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
 
     c = Case(
         f,
@@ -824,10 +824,10 @@ def identity() -> None:
         "subscriptions; with the id it succeeds.",
     )
     c.subscribe("a", ALICE, "foo", "s")
-    c.refused("a", msg("unsubscribe", {"subscription_id": ref("s")}, 1), NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
+    c.refused("a", JSONRPC.unsubscribe(1, ref("s")), NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
     c.refused(
         "a",
-        msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ""}, 2),
+        JSONRPC.unsubscribe(2, ref("s"), ""),
         NOT_YOUR_SUBSCRIPTION,
         NOT_YOURS,
     )
@@ -844,7 +844,7 @@ def identity() -> None:
     c.unsubscribe("a2", 1, ref("s"), ALICE)
     c.refused(
         "a1",
-        msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ALICE}, 2),
+        JSONRPC.unsubscribe(2, ref("s"), ALICE),
         NO_SUCH_SUBSCRIPTION,
         NO_SUCH,
     )
@@ -858,7 +858,7 @@ def identity() -> None:
     c.unsubscribe("a", 1, ref("s"), ALICE)
     c.refused(
         "a",
-        msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ALICE}, 2),
+        JSONRPC.unsubscribe(2, ref("s"), ALICE),
         NO_SUCH_SUBSCRIPTION,
         NO_SUCH,
     )
@@ -873,7 +873,7 @@ def identity() -> None:
     c.subscribe("a", ALICE, "foo", "s")
     c.refused(
         "b",
-        msg("unsubscribe", {"subscription_id": ref("s"), "client_id": STRANGER}, 1),
+        JSONRPC.unsubscribe(1, ref("s"), STRANGER),
         NOT_YOUR_SUBSCRIPTION,
         NOT_YOURS,
     )
@@ -902,13 +902,13 @@ def identity() -> None:
     c.subscribe("t", OMIT, "foo", "s_me", rid=2, answer=cap_adhoc("me"))
     c.call(
         "t",
-        msg("publish", {"event_name": c.ev(), "value": "as me"}, 3),
+        JSONRPC.publish(3, c.ev(), "as me"),
         event(c.ev(), "as me", ref("s_alice")),
         ok(3, {"listeners": 1, "client_id": ref("me")}),
     )
     c.call(
         "t",
-        msg("publish", {"event_name": c.ev(), "value": "as alice", "client_id": ALICE}, 4),
+        JSONRPC.publish(4, c.ev(), "as alice", ALICE),
         event(c.ev(), "as alice", ref("s_me")),
         ok(4, {"listeners": 1, "client_id": ALICE}),
     )
@@ -927,7 +927,7 @@ def identity() -> None:
     c.published("a", 2, 2, ALICE, listeners=0)
     c.refused(
         "a",
-        msg("unsubscribe", {"subscription_id": ref("s"), "client_id": ref("me")}, 3),
+        JSONRPC.unsubscribe(3, ref("s"), ref("me")),
         NO_SUCH_SUBSCRIPTION,
         NO_SUCH,
     )
@@ -1183,7 +1183,7 @@ def errors_params() -> None:
     )
     c.call(
         "a",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE, "request_id": 5}, 1),
+        JSONRPC.publish(1, c.ev(), 1, client=ALICE, request_id=5),
         ok(1, {"listeners": 0, "client_id": ALICE}),
     )
     c.call("a", msg("ping", {"request_id": "r9"}, 2), ok(2, {}))
@@ -1499,10 +1499,10 @@ def dialects() -> None:
         "mixed_on_one_connection",
         "Both dialects and plain notifications interleave on one connection; answers come in request order.",
     )
-    c.send("a", msg("subscribe", {"event_name": c.ev(), "client_id": BOB}, 1))
+    c.send("a", JSONRPC.subscribe(1, c.ev(), BOB))
     c.send("a", PUB_SUB.subscribe("r2", c.ev(), BOB))
     c.send("a", msg("ping"))
-    c.send("a", msg("publish", {"event_name": c.ev(), "value": "v", "client_id": ALICE}, 3))
+    c.send("a", JSONRPC.publish(3, c.ev(), "v", ALICE))
     c.send("a", PUB_SUB.ping("r4"))
     c.expect(
         "a",
@@ -1629,9 +1629,7 @@ def batches() -> None:
         conns=("a", "s"),
     )
     c.subscribe("s", BOB, "foo", "s")
-    members = [ping(i) for i in range(1, 101)] + [
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 101)
-    ]
+    members = [ping(i) for i in range(1, 101)] + [JSONRPC.publish(101, c.ev(), 1, ALICE)]
     c.call("a", members, err(None, LIMIT_EXCEEDED, "A batch may contain at most 100 requests."))
     c.nothing("s")
 
@@ -1670,8 +1668,8 @@ def batches() -> None:
     c.call(
         "a",
         [
-            msg("subscribe", {"event_name": c.ev(), "client_id": BOB}, 1),
-            msg("publish", {"event_name": c.ev(), "value": "x", "client_id": ALICE}, 2),
+            JSONRPC.subscribe(1, c.ev(), BOB),
+            JSONRPC.publish(2, c.ev(), "x", ALICE),
         ],
         event(c.ev(), "x", cap("s")),
         [ok(1, {"subscription_id": ref("s"), "client_id": BOB}), ok(2, {"listeners": 1, "client_id": ALICE})],
@@ -1753,10 +1751,7 @@ def framing() -> None:
     c = Case(f, "pretty_printed", "A multi-line, indented document is one frame.")
     c.send(
         "a",
-        text=json.dumps(
-            msg("publish", {"event_name": c.ev(), "value": {"a": [1, 2]}, "client_id": ALICE}, 1), indent=2
-        )
-        + "\n",
+        text=json.dumps(JSONRPC.publish(1, c.ev(), {"a": [1, 2]}, ALICE), indent=2) + "\n",
     )
     c.expect("a", ok(1, {"listeners": 0, "client_id": ALICE}))
 
@@ -1781,7 +1776,7 @@ def framing() -> None:
     c.subscribe("s", BOB, "foo", "s")
     c.call(
         "a",
-        msg("publish", {"event_name": c.ev(), "value": "é✓😀", "client_id": ALICE}, 1),
+        JSONRPC.publish(1, c.ev(), "é✓😀", ALICE),
         ok(1, {"listeners": 1, "client_id": ALICE}),
         split="bytes",
     )
@@ -1948,7 +1943,7 @@ def framing() -> None:
     )
     c.call(
         "lsp",
-        msg("subscribe", {"event_name": c.ev(), "client_id": BOB}, 1),
+        JSONRPC.subscribe(1, c.ev(), BOB),
         ok(1, {"subscription_id": cap("s"), "client_id": BOB}),
         framing="content-length",
     )
@@ -2105,7 +2100,7 @@ def delivery() -> None:
     c.subscribe("a", BOB, "foo", "s")
     c.call(
         "a",
-        msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 1),
+        JSONRPC.publish(1, c.ev(), 1, ALICE),
         event(c.ev(), 1, ref("s")),
         ok(1, {"listeners": 1, "client_id": ALICE}),
     )
@@ -2128,7 +2123,7 @@ def delivery() -> None:
         "p",
         text="".join(
             json.dumps(
-                msg("publish", {"event_name": c.ev(), "value": i, "client_id": ALICE}, i),
+                JSONRPC.publish(i, c.ev(), i, ALICE),
                 separators=(",", ":"),
             )
             + "\n"
@@ -2178,7 +2173,7 @@ def delivery() -> None:
     for i, name in enumerate((c.ev("Foo"), c.ev("foo "), c.ev("foo::bar"), c.ev("*"), c.ev("fo")), start=1):
         c.call(
             "p",
-            msg("publish", {"event_name": name, "value": i, "client_id": ALICE}, i),
+            JSONRPC.publish(i, name, i, ALICE),
             ok(i, {"listeners": 0, "client_id": ALICE}),
         )
     c.nothing("s")
@@ -2191,17 +2186,17 @@ def delivery() -> None:
     )
     c.call(
         "s",
-        msg("subscribe", {"event_name": "", "client_id": BOB}, 1),
+        JSONRPC.subscribe(1, "", BOB),
         ok(1, {"subscription_id": cap("empty"), "client_id": BOB}),
     )
     c.call(
         "s",
-        msg("subscribe", {"event_name": c.ev('日本語 ✓ "q"'), "client_id": BOB}, 2),
+        JSONRPC.subscribe(2, c.ev('日本語 ✓ "q"'), BOB),
         ok(2, {"subscription_id": cap("uni"), "client_id": BOB}),
     )
     c.call(
         "p",
-        msg("publish", {"event_name": c.ev('日本語 ✓ "q"'), "value": 1, "client_id": ALICE}, 1),
+        JSONRPC.publish(1, c.ev('日本語 ✓ "q"'), 1, ALICE),
         ok(1, {"listeners": 1, "client_id": ALICE}),
     )
     c.expect("s", event(c.ev('日本語 ✓ "q"'), 1, ref("uni")))
@@ -2363,10 +2358,8 @@ def fixed_bugs() -> None:
     )
     c.send(
         "a",
-        text=json.dumps(msg("subscribe", {"event_name": c.ev(), "client_id": BOB}, 1), separators=(",", ":"))
-        + json.dumps(
-            msg("publish", {"event_name": c.ev(), "value": 1, "client_id": ALICE}, 2), separators=(",", ":")
-        ),
+        text=json.dumps(JSONRPC.subscribe(1, c.ev(), BOB), separators=(",", ":"))
+        + json.dumps(JSONRPC.publish(2, c.ev(), 1, ALICE), separators=(",", ":")),
     )
     c.expect(
         "a",
