@@ -656,24 +656,9 @@ def identity() -> None:
         c.unsubscribe("a", rid_of(d, 3), ref("s"), ALICE, d=d)
 
     c = Case(f, "nothing_client", "A client with neither right can do neither (unsubscribe needs no right).")
-    c.refused(
-        "a",
-        JSONRPC.publish(1, c.ev(), 1, NOTHING),
-        PUBLISH_FORBIDDEN,
-        NOT_ALLOWED_PUBLISH,
-    )
-    c.refused(
-        "a",
-        JSONRPC.subscribe(2, c.ev(), NOTHING),
-        SUBSCRIBE_FORBIDDEN,
-        NOT_ALLOWED_SUBSCRIBE,
-    )
-    c.refused(
-        "a",
-        JSONRPC.unsubscribe(3, "x", NOTHING),
-        NO_SUCH_SUBSCRIPTION,
-        NO_SUCH,
-    )
+    c.refused("a", JSONRPC.publish(1, c.ev(), 1, NOTHING), PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH)
+    c.refused("a", JSONRPC.subscribe(2, c.ev(), NOTHING), SUBSCRIBE_FORBIDDEN, NOT_ALLOWED_SUBSCRIBE)
+    c.refused("a", JSONRPC.unsubscribe(3, "x", NOTHING), NO_SUCH_SUBSCRIPTION, NO_SUCH)
 
     c = Case(
         f,
@@ -682,18 +667,8 @@ def identity() -> None:
         conns=("t",),
         trusted=("t",),
     )
-    c.refused(
-        "t",
-        JSONRPC.publish(1, c.ev(), 1, NO_PUBLISH),
-        PUBLISH_FORBIDDEN,
-        NOT_ALLOWED_PUBLISH,
-    )
-    c.refused(
-        "t",
-        JSONRPC.subscribe(2, c.ev(), NO_SUBSCRIBE),
-        SUBSCRIBE_FORBIDDEN,
-        NOT_ALLOWED_SUBSCRIBE,
-    )
+    c.refused("t", JSONRPC.publish(1, c.ev(), 1, NO_PUBLISH), PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH)
+    c.refused("t", JSONRPC.subscribe(2, c.ev(), NO_SUBSCRIBE), SUBSCRIBE_FORBIDDEN, NOT_ALLOWED_SUBSCRIBE)
 
     c = Case(
         f,
@@ -781,18 +756,8 @@ def identity() -> None:
         trusted=("t", "u"),
     )
     c.subscribe("t", OMIT, "foo", "s", rid=1, answer=cap_adhoc("t_id"))
-    c.refused(
-        "u",
-        JSONRPC.unsubscribe(1, ref("s"), ref("t_id")),
-        NOT_YOUR_SUBSCRIPTION,
-        NOT_YOURS,
-    )
-    c.refused(
-        "a",
-        JSONRPC.unsubscribe(1, ref("s"), ref("t_id")),
-        NOT_YOUR_SUBSCRIPTION,
-        NOT_YOURS,
-    )
+    c.refused("u", JSONRPC.unsubscribe(1, ref("s"), ref("t_id")), NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
+    c.refused("a", JSONRPC.unsubscribe(1, ref("s"), ref("t_id")), NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
     c.published("a", 2, 1, ALICE, listeners=1)
     c.expect("t", event(c.ev(), 1, ref("s")))
 
@@ -825,12 +790,7 @@ def identity() -> None:
     )
     c.subscribe("a", ALICE, "foo", "s")
     c.refused("a", JSONRPC.unsubscribe(1, ref("s")), NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
-    c.refused(
-        "a",
-        JSONRPC.unsubscribe(2, ref("s"), ""),
-        NOT_YOUR_SUBSCRIPTION,
-        NOT_YOURS,
-    )
+    c.refused("a", JSONRPC.unsubscribe(2, ref("s"), ""), NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
     c.unsubscribe("a", 3, ref("s"), ALICE)
 
     c = Case(
@@ -842,12 +802,7 @@ def identity() -> None:
     )
     c.subscribe("a1", ALICE, "foo", "s")
     c.unsubscribe("a2", 1, ref("s"), ALICE)
-    c.refused(
-        "a1",
-        JSONRPC.unsubscribe(2, ref("s"), ALICE),
-        NO_SUCH_SUBSCRIPTION,
-        NO_SUCH,
-    )
+    c.refused("a1", JSONRPC.unsubscribe(2, ref("s"), ALICE), NO_SUCH_SUBSCRIPTION, NO_SUCH)
 
     c = Case(
         f,
@@ -856,12 +811,7 @@ def identity() -> None:
     )
     c.subscribe("a", ALICE, "foo", "s")
     c.unsubscribe("a", 1, ref("s"), ALICE)
-    c.refused(
-        "a",
-        JSONRPC.unsubscribe(2, ref("s"), ALICE),
-        NO_SUCH_SUBSCRIPTION,
-        NO_SUCH,
-    )
+    c.refused("a", JSONRPC.unsubscribe(2, ref("s"), ALICE), NO_SUCH_SUBSCRIPTION, NO_SUCH)
 
     c = Case(
         f,
@@ -871,12 +821,7 @@ def identity() -> None:
         conns=("a", "b"),
     )
     c.subscribe("a", ALICE, "foo", "s")
-    c.refused(
-        "b",
-        JSONRPC.unsubscribe(1, ref("s"), STRANGER),
-        NOT_YOUR_SUBSCRIPTION,
-        NOT_YOURS,
-    )
+    c.refused("b", JSONRPC.unsubscribe(1, ref("s"), STRANGER), NOT_YOUR_SUBSCRIPTION, NOT_YOURS)
 
     c = Case(
         f,
@@ -925,12 +870,7 @@ def identity() -> None:
     c.expect("t", event(c.ev(), 1, ref("s")))
     c.close("t")
     c.published("a", 2, 2, ALICE, listeners=0)
-    c.refused(
-        "a",
-        JSONRPC.unsubscribe(3, ref("s"), ref("me")),
-        NO_SUCH_SUBSCRIPTION,
-        NO_SUCH,
-    )
+    c.refused("a", JSONRPC.unsubscribe(3, ref("s"), ref("me")), NO_SUCH_SUBSCRIPTION, NO_SUCH)
 
 
 # == errors_params.json ==============================================================
