@@ -1292,10 +1292,8 @@ def envelope() -> None:
     c.refused("a", msg("frobnicate", {"x": 1}, 1), METHOD_NOT_FOUND, unknown_method("frobnicate"))
 
     c = Case(f, "unknown_method.pub_sub", "An unknown method with a request_id: a pub_sub failure answer.")
-    c.call(
-        "a",
-        msg("frobnicate", {"request_id": "r1"}),
-        PUB_SUB.fail("r1", METHOD_NOT_FOUND, unknown_method("frobnicate")),
+    c.refused(
+        "a", msg("frobnicate", {"request_id": "r1"}), METHOD_NOT_FOUND, unknown_method("frobnicate"), PUB_SUB
     )
 
     c = Case(
@@ -1323,11 +1321,7 @@ def envelope() -> None:
     c.refused(
         "a", msg("event", {"event_name": c.ev("x"), "value": 1}, 1), METHOD_NOT_FOUND, unknown_method("event")
     )
-    c.call(
-        "a",
-        msg("closing", {"request_id": "r2"}),
-        PUB_SUB.fail("r2", METHOD_NOT_FOUND, unknown_method("closing")),
-    )
+    c.refused("a", msg("closing", {"request_id": "r2"}), METHOD_NOT_FOUND, unknown_method("closing"), PUB_SUB)
 
     c = Case(
         f,
@@ -2323,10 +2317,12 @@ def fixed_bugs() -> None:
     )
 
     c = Case(f, "unknown_method_answered", "Bug 10: a pub_sub request for an unknown method is answered.")
-    c.call(
+    c.refused(
         "a",
         msg("list_subscriptions", {"request_id": "r1", "client_id": ALICE}),
-        PUB_SUB.fail("r1", METHOD_NOT_FOUND, unknown_method("list_subscriptions")),
+        METHOD_NOT_FOUND,
+        unknown_method("list_subscriptions"),
+        PUB_SUB,
     )
 
     c = Case(
