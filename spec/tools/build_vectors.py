@@ -505,77 +505,45 @@ def original_suite() -> None:
 
             foo = c.ev("foo")
             # Fixture: client3 subscribes to foo before every test.
-            r = rid()
-            c.call("c3", d.subscribe(r, foo, p + "secret3"), d.ok_subscribe(r, cap("c3_sub"), p + "secret3"))
+            c.subscribe("c3", p + "secret3", "foo", "c3_sub", d, rid=rid())
+            sentinel = "this should not be received"
             if index == 0:
-                r = rid()
-                c.published("t", r, "bye", None, listeners=0, answer=cap_adhoc("adhoc"), short="hey", d=d)
+                c.published("t", rid(), "bye", None, listeners=0, answer=cap_adhoc("adhoc"), short="hey", d=d)
             elif index == 1:
-                r = rid()
                 c.published(
-                    "t", r, "byeaa", None, listeners=0, answer=cap_adhoc("adhoc"), short="heyaaa", d=d
+                    "t", rid(), "byeaa", None, listeners=0, answer=cap_adhoc("adhoc"), short="heyaaa", d=d
                 )
                 # The Dart client adopts the returned id and sends it from then on.
-                r = rid()
-                c.subscribe("t", ref("adhoc"), "yeppp", "sub", d, rid=r)
-                r = rid()
-                c.unsubscribe("t", r, ref("sub"), ref("adhoc"), d=d)
-            elif index == 2:
-                r = rid()
-                c.call("c2", d.subscribe(r, foo, p + "secret2"), d.ok_subscribe(r, cap("s2"), p + "secret2"))
-                r = rid()
-                c.call("c1", d.publish(r, foo, "bar", p + "secret"), d.ok_publish(r, 2, p + "secret"))
+                c.subscribe("t", ref("adhoc"), "yeppp", "sub", d, rid=rid())
+                c.unsubscribe("t", rid(), ref("sub"), ref("adhoc"), d=d)
+            elif index in (2, 4):
+                c.subscribe("c2", p + "secret2", "foo", "s2", d, rid=rid())
+                c.published("c1", rid(), "bar", p + "secret", listeners=2, d=d)
                 c.expect("c2", event(foo, "bar", ref("s2")))
                 c.expect("c3", event(foo, "bar", ref("c3_sub")))
+                if index == 4:
+                    # After unsubscribing, c2 is left out of the next publish.
+                    c.unsubscribe("c2", rid(), ref("s2"), p + "secret2", d=d)
+                    c.published("c1", rid(), sentinel, p + "secret", listeners=1, d=d)
+                    c.expect("c3", event(foo, sentinel, ref("c3_sub")))
+                    c.nothing("c2")
             elif index == 3:
-                sentinel = "this should not be received"
-                r = rid()
-                c.call("c1", d.subscribe(r, foo, p + "secret"), d.ok_subscribe(r, cap("s1"), p + "secret"))
-                r = rid()
+                c.subscribe("c1", p + "secret", "foo", "s1", d, rid=rid())
                 # Only the answer: the publisher's own subscription is skipped.
-                c.call("c1", d.publish(r, foo, sentinel, p + "secret"), d.ok_publish(r, 1, p + "secret"))
+                c.published("c1", rid(), sentinel, p + "secret", listeners=1, d=d)
                 c.expect("c3", event(foo, sentinel, ref("c3_sub")))
-                r = rid()
-                c.unsubscribe("c1", r, ref("s1"), p + "secret", d=d)
-            elif index == 4:
-                sentinel = "this should not be received"
-                r = rid()
-                c.call("c2", d.subscribe(r, foo, p + "secret2"), d.ok_subscribe(r, cap("s2"), p + "secret2"))
-                r = rid()
-                c.call("c1", d.publish(r, foo, "bar", p + "secret"), d.ok_publish(r, 2, p + "secret"))
-                c.expect("c2", event(foo, "bar", ref("s2")))
-                c.expect("c3", event(foo, "bar", ref("c3_sub")))
-                r = rid()
-                c.unsubscribe("c2", r, ref("s2"), p + "secret2", d=d)
-                r = rid()
-                c.call("c1", d.publish(r, foo, sentinel, p + "secret"), d.ok_publish(r, 1, p + "secret"))
-                c.expect("c3", event(foo, sentinel, ref("c3_sub")))
-                c.nothing("c2")
-            elif index == 5:
-                r = rid()
-                c.refused(
-                    "n",
-                    d.publish(r, foo, "bar", p + "invalid"),
-                    UNKNOWN_CLIENT,
-                    unrecognized(p + "invalid"),
-                    d,
-                )
-                c.nothing("c3")
-            elif index == 6:
-                r = rid()
-                c.refused(
-                    "n", d.publish(r, foo, "bar", p + "no_publish"), PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH, d
-                )
-                c.nothing("c3")
+                c.unsubscribe("c1", rid(), ref("s1"), p + "secret", d=d)
             else:
+                # The three refusals, on the connection "n".
                 r = rid()
-                c.refused(
-                    "n",
-                    d.subscribe(r, foo, p + "no_subscribe"),
-                    SUBSCRIBE_FORBIDDEN,
-                    NOT_ALLOWED_SUBSCRIBE,
-                    d,
-                )
+                request, code, text = {
+                    5: (d.publish(r, foo, "bar", p + "invalid"), UNKNOWN_CLIENT, unrecognized(p + "invalid")),
+                    6: (d.publish(r, foo, "bar", p + "no_publish"), PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH),
+                    7: (d.subscribe(r, foo, p + "no_subscribe"), SUBSCRIBE_FORBIDDEN, NOT_ALLOWED_SUBSCRIBE),
+                }[index]
+                c.refused("n", request, code, text, d)
+                if index != 7:
+                    c.nothing("c3")
 
 
 # == identity.json ====================================================================
