@@ -15,7 +15,6 @@ server without cases seeing each other's events.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from pathlib import Path
@@ -207,6 +206,10 @@ class Dialect:
         self.kind = kind
         self.pub_sub = kind == "pub_sub"
 
+    def rid(self, n: int) -> Any:
+        """Request id number n in this dialect's usual style."""
+        return f"r{n}" if self.pub_sub else n
+
     def _request(self, method: str, rid: Any, params: dict[str, Any]) -> dict[str, Any]:
         if self.pub_sub:
             return msg(method, {"request_id": rid, **params})
@@ -305,11 +308,6 @@ PUB_SUB = Dialect("pub_sub")
 DIALECTS = (JSONRPC, PUB_SUB)
 
 
-def rid_of(d: Dialect, n: int) -> Any:
-    """Request id number n in a dialect's usual style."""
-    return f"r{n}" if d.pub_sub else n
-
-
 # -- cases ------------------------------------------------------------------------
 
 FILES: dict[str, dict[str, Any]] = {}
@@ -405,7 +403,7 @@ class Case:
         answer: Any = OMIT,
     ) -> None:
         """Subscribe and capture the subscription id; the answer names `answer` (default: `client`)."""
-        rid = rid if rid is not None else rid_of(d, 90 + len(self.steps))
+        rid = rid if rid is not None else d.rid(90 + len(self.steps))
         answer = client if answer is OMIT else answer
         self.call(conn, d.subscribe(rid, self.ev(short), client), d.ok_subscribe(rid, cap(capture), answer))
 
@@ -560,12 +558,10 @@ def identity() -> None:
     for d in DIALECTS:
         k = d.kind
         c = Case(f, f"{k}.unknown_client.publish", "A non-empty id that is not registered is refused.")
-        c.refused(
-            "a", d.publish(rid_of(d, 1), c.ev(), 1, STRANGER), UNKNOWN_CLIENT, unrecognized(STRANGER), d
-        )
+        c.refused("a", d.publish(d.rid(1), c.ev(), 1, STRANGER), UNKNOWN_CLIENT, unrecognized(STRANGER), d)
 
         c = Case(f, f"{k}.unknown_client.subscribe", "Subscribe with an unregistered id is refused.")
-        c.refused("a", d.subscribe(rid_of(d, 1), c.ev(), STRANGER), UNKNOWN_CLIENT, unrecognized(STRANGER), d)
+        c.refused("a", d.subscribe(d.rid(1), c.ev(), STRANGER), UNKNOWN_CLIENT, unrecognized(STRANGER), d)
 
         c = Case(
             f,
@@ -574,9 +570,7 @@ def identity() -> None:
             conns=("t",),
             trusted=("t",),
         )
-        c.refused(
-            "t", d.publish(rid_of(d, 1), c.ev(), 1, STRANGER), UNKNOWN_CLIENT, unrecognized(STRANGER), d
-        )
+        c.refused("t", d.publish(d.rid(1), c.ev(), 1, STRANGER), UNKNOWN_CLIENT, unrecognized(STRANGER), d)
 
         for how, client in (("absent", OMIT), ("null", None), ("empty_string", "")):
             c = Case(
@@ -585,29 +579,23 @@ def identity() -> None:
                 f"client_id {how.replace('_', ' ')} on an untrusted connection: publish and subscribe "
                 "are refused with '<missing>'.",
             )
-            c.refused("a", d.publish(rid_of(d, 1), c.ev(), 1, client), UNKNOWN_CLIENT, MISSING_CLIENT, d)
-            c.refused("a", d.subscribe(rid_of(d, 2), c.ev(), client), UNKNOWN_CLIENT, MISSING_CLIENT, d)
+            c.refused("a", d.publish(d.rid(1), c.ev(), 1, client), UNKNOWN_CLIENT, MISSING_CLIENT, d)
+            c.refused("a", d.subscribe(d.rid(2), c.ev(), client), UNKNOWN_CLIENT, MISSING_CLIENT, d)
 
         c = Case(f, f"{k}.no_publish", "can_publish=false: publish refused, subscribe allowed.")
-        c.refused(
-            "a", d.publish(rid_of(d, 1), c.ev(), 1, NO_PUBLISH), PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH, d
-        )
-        c.subscribe("a", NO_PUBLISH, "foo", "s", d, rid=rid_of(d, 2))
+        c.refused("a", d.publish(d.rid(1), c.ev(), 1, NO_PUBLISH), PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH, d)
+        c.subscribe("a", NO_PUBLISH, "foo", "s", d, rid=d.rid(2))
 
         c = Case(f, f"{k}.no_subscribe", "can_subscribe=false: subscribe refused, publish allowed.")
         c.refused(
-            "a",
-            d.subscribe(rid_of(d, 1), c.ev(), NO_SUBSCRIBE),
-            SUBSCRIBE_FORBIDDEN,
-            NOT_ALLOWED_SUBSCRIBE,
-            d,
+            "a", d.subscribe(d.rid(1), c.ev(), NO_SUBSCRIBE), SUBSCRIBE_FORBIDDEN, NOT_ALLOWED_SUBSCRIBE, d
         )
-        c.published("a", rid_of(d, 2), 1, NO_SUBSCRIBE, listeners=0, d=d)
+        c.published("a", d.rid(2), 1, NO_SUBSCRIBE, listeners=0, d=d)
 
         c = Case(f, f"{k}.unsubscribe.no_such_subscription", "Unsubscribing an id that does not exist.")
         c.refused(
             "a",
-            d.unsubscribe(rid_of(d, 1), "00000000-0000-4000-8000-000000000000", ALICE),
+            d.unsubscribe(d.rid(1), "00000000-0000-4000-8000-000000000000", ALICE),
             NO_SUCH_SUBSCRIPTION,
             NO_SUCH,
             d,
@@ -619,9 +607,9 @@ def identity() -> None:
             "Another client's subscription cannot be cancelled; the owner still can.",
             conns=("a", "b"),
         )
-        c.subscribe("a", ALICE, "foo", "s", d, rid_of(d, 1))
-        c.refused("b", d.unsubscribe(rid_of(d, 2), ref("s"), BOB), NOT_YOUR_SUBSCRIPTION, NOT_YOURS, d)
-        c.unsubscribe("a", rid_of(d, 3), ref("s"), ALICE, d=d)
+        c.subscribe("a", ALICE, "foo", "s", d, d.rid(1))
+        c.refused("b", d.unsubscribe(d.rid(2), ref("s"), BOB), NOT_YOUR_SUBSCRIPTION, NOT_YOURS, d)
+        c.unsubscribe("a", d.rid(3), ref("s"), ALICE, d=d)
 
     c = Case(f, "nothing_client", "A client with neither right can do neither (unsubscribe needs no right).")
     c.refused("a", JSONRPC.publish(1, c.ev(), 1, NOTHING), PUBLISH_FORBIDDEN, NOT_ALLOWED_PUBLISH)
@@ -686,18 +674,8 @@ def identity() -> None:
         trusted=("t", "u"),
     )
     c.published("t", 1, 1, listeners=0, answer=cap_adhoc("t_id"))
-    c.refused(
-        "u",
-        JSONRPC.publish(1, c.ev(), 1, ref("t_id")),
-        UNKNOWN_CLIENT,
-        tmpl('Unrecognized client ID "${t_id}".'),
-    )
-    c.refused(
-        "u",
-        JSONRPC.subscribe(2, c.ev(), ref("t_id")),
-        UNKNOWN_CLIENT,
-        tmpl('Unrecognized client ID "${t_id}".'),
-    )
+    c.refused("u", JSONRPC.publish(1, c.ev(), 1, ref("t_id")), UNKNOWN_CLIENT, tmpl(unrecognized("${t_id}")))
+    c.refused("u", JSONRPC.subscribe(2, c.ev(), ref("t_id")), UNKNOWN_CLIENT, tmpl(unrecognized("${t_id}")))
 
     c = Case(
         f,
@@ -711,7 +689,7 @@ def identity() -> None:
         "a",
         PUB_SUB.publish("r1", c.ev(), 1, ref("t_id")),
         UNKNOWN_CLIENT,
-        tmpl('Unrecognized client ID "${t_id}".'),
+        tmpl(unrecognized("${t_id}")),
         PUB_SUB,
     )
 
@@ -947,7 +925,7 @@ def errors_params() -> None:
                 c.subscribe("s", BOB, "EV", "s")
             params = {key: (c.ev("EV") if v == "EV" else v) for key, v in params.items()}
             text = text.replace('"EV"', json.dumps(c.ev("EV")))
-            c.refused("a", d.raw(method, rid_of(d, 1), params), INVALID_PARAMS, text, d)
+            c.refused("a", d.raw(method, d.rid(1), params), INVALID_PARAMS, text, d)
             if method == "publish":
                 c.nothing("s")
 
@@ -958,14 +936,14 @@ def errors_params() -> None:
             conns=("a", "s"),
         )
         c.subscribe("s", BOB, "foo", "s")
-        c.published("a", rid_of(d, 1), None, ALICE, listeners=1, d=d)
+        c.published("a", d.rid(1), None, ALICE, listeners=1, d=d)
         c.expect("s", event(c.ev(), None, ref("s")))
 
         c = Case(f, f"{k}.extra_params_ignored", "Unknown params members are ignored.")
         c.call(
             "a",
-            d.publish(rid_of(d, 1), c.ev(), 1, ALICE, colour="blue"),
-            d.ok_publish(rid_of(d, 1), 0, ALICE),
+            d.publish(d.rid(1), c.ev(), 1, ALICE, colour="blue"),
+            d.ok_publish(d.rid(1), 0, ALICE),
         )
 
         if not d.pub_sub:
@@ -989,14 +967,14 @@ def errors_params() -> None:
         )
         c.refused(
             "a",
-            d.raw("publish", rid_of(d, 1), {"event_name": 1, "client_id": 2}),
+            d.raw("publish", d.rid(1), {"event_name": 1, "client_id": 2}),
             INVALID_PARAMS,
             not_a_string("publish", "event_name", 1),
             d,
         )
         c.refused(
             "a",
-            d.raw("publish", rid_of(d, 2), {"event_name": c.ev(), "client_id": 2}),
+            d.raw("publish", d.rid(2), {"event_name": c.ev(), "client_id": 2}),
             INVALID_PARAMS,
             missing_param("publish", "value"),
             d,
@@ -1007,7 +985,7 @@ def errors_params() -> None:
         )
         c.refused(
             "a",
-            d.raw("unsubscribe", rid_of(d, 1), {"client_id": 2}),
+            d.raw("unsubscribe", d.rid(1), {"client_id": 2}),
             INVALID_PARAMS,
             missing_param("unsubscribe", "subscription_id"),
             d,
@@ -1018,14 +996,14 @@ def errors_params() -> None:
         )
         c.refused(
             "a",
-            d.raw("subscribe", rid_of(d, 1), {"client_id": STRANGER}),
+            d.raw("subscribe", d.rid(1), {"client_id": STRANGER}),
             INVALID_PARAMS,
             missing_param("subscribe", "event_name"),
             d,
         )
         c.refused(
             "a",
-            d.raw("publish", rid_of(d, 2), {"event_name": c.ev(), "client_id": NO_PUBLISH}),
+            d.raw("publish", d.rid(2), {"event_name": c.ev(), "client_id": NO_PUBLISH}),
             INVALID_PARAMS,
             missing_param("publish", "value"),
             d,
@@ -1037,7 +1015,7 @@ def errors_params() -> None:
         long_value = ["x" * 30, "y" * 30, "z" * 30]
         c.refused(
             "a",
-            d.raw("subscribe", rid_of(d, 1), {"event_name": long_value, "client_id": ALICE}),
+            d.raw("subscribe", d.rid(1), {"event_name": long_value, "client_id": ALICE}),
             INVALID_PARAMS,
             not_a_string("subscribe", "event_name", long_value),
             d,
@@ -1357,7 +1335,7 @@ def dialects() -> None:
     for d in DIALECTS:
         k = d.kind
         c = Case(f, f"{k}.ping", "ping is answered with an empty result.")
-        c.call("a", d.ping(rid_of(d, 1)), d.ok_empty(rid_of(d, 1)))
+        c.call("a", d.ping(d.rid(1)), d.ok_empty(d.rid(1)))
 
         c = Case(
             f,
@@ -1365,20 +1343,16 @@ def dialects() -> None:
             "subscribe, publish, event, unsubscribe: every answer shape of the dialect, key order included.",
             conns=("p", "s"),
         )
-        c.subscribe("s", BOB, "foo", "sub", d, rid=rid_of(d, 1))
-        c.published("p", rid_of(d, 1), {"b": 2, "a": [1, "x", None]}, ALICE, listeners=1, d=d)
+        c.subscribe("s", BOB, "foo", "sub", d, rid=d.rid(1))
+        c.published("p", d.rid(1), {"b": 2, "a": [1, "x", None]}, ALICE, listeners=1, d=d)
         c.expect("s", event(c.ev(), {"b": 2, "a": [1, "x", None]}, ref("sub")))
-        c.unsubscribe("s", rid_of(d, 2), ref("sub"), BOB, d=d)
-        c.published("p", rid_of(d, 2), 2, ALICE, listeners=0, d=d)
+        c.unsubscribe("s", d.rid(2), ref("sub"), BOB, d=d)
+        c.published("p", d.rid(2), 2, ALICE, listeners=0, d=d)
         c.nothing("s")
 
         c = Case(f, f"{k}.failure_shape", "A refused request in this dialect: code and exact text.")
         c.refused(
-            "a",
-            d.subscribe(rid_of(d, 1), c.ev(), NO_SUBSCRIBE),
-            SUBSCRIBE_FORBIDDEN,
-            NOT_ALLOWED_SUBSCRIBE,
-            d,
+            "a", d.subscribe(d.rid(1), c.ev(), NO_SUBSCRIBE), SUBSCRIBE_FORBIDDEN, NOT_ALLOWED_SUBSCRIBE, d
         )
 
     c = Case(
@@ -2396,7 +2370,7 @@ def patterns() -> None:
         "and report (README 4.4, 4.5, 5.1).",
     )
     for d in DIALECTS:
-        r = functools.partial(rid_of, d)
+        r = d.rid
 
         c = Case(
             f,
@@ -2614,7 +2588,7 @@ def stats() -> None:
     for d in DIALECTS:
         k = d.kind
         c = Case(f, f"{k}.operator", "A client with can_inspect gets the counters.")
-        c.call("a", d.stats(rid_of(d, 1), OPERATOR), d.ok_stats(rid_of(d, 1)))
+        c.call("a", d.stats(d.rid(1), OPERATOR), d.ok_stats(d.rid(1)))
 
         c = Case(
             f,
@@ -2622,14 +2596,14 @@ def stats() -> None:
             "A registered client without can_inspect is refused (-32011), even one with every other "
             "right; the connection carries on.",
         )
-        c.refused("a", d.stats(rid_of(d, 1), ALICE), INSPECT_FORBIDDEN, NOT_ALLOWED_INSPECT, d)
-        c.call("a", d.ping(rid_of(d, 2)), d.ok_empty(rid_of(d, 2)))
+        c.refused("a", d.stats(d.rid(1), ALICE), INSPECT_FORBIDDEN, NOT_ALLOWED_INSPECT, d)
+        c.call("a", d.ping(d.rid(2)), d.ok_empty(d.rid(2)))
 
         c = Case(f, f"{k}.unknown_client", "An unregistered id is refused as for publish and subscribe.")
-        c.refused("a", d.stats(rid_of(d, 1), STRANGER), UNKNOWN_CLIENT, unrecognized(STRANGER), d)
+        c.refused("a", d.stats(d.rid(1), STRANGER), UNKNOWN_CLIENT, unrecognized(STRANGER), d)
 
         c = Case(f, f"{k}.missing_id_untrusted", "No id on an untrusted connection: '<missing>'.")
-        c.refused("a", d.stats(rid_of(d, 1)), UNKNOWN_CLIENT, MISSING_CLIENT, d)
+        c.refused("a", d.stats(d.rid(1)), UNKNOWN_CLIENT, MISSING_CLIENT, d)
 
     c = Case(
         f,
