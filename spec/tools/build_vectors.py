@@ -82,6 +82,26 @@ def too_large(limit: int) -> str:
     return f"Frame too large: frame exceeds {limit} bytes."
 
 
+def wrong_arity(method: str) -> str:
+    return f'Invalid parameters for method "{method}".'
+
+
+def missing_key(key: str) -> str:
+    return f'Request must contain a "{key}" key.'
+
+
+def wrong_version(value: Any) -> str:
+    return f'Invalid JSON-RPC version {show(value)}, expected "2.0".'
+
+
+#: What each envelope member must be, as the INVALID_REQUEST text says it.
+ENVELOPE_TYPES = {"method": "a string", "params": "an Array or an Object", "id": "a string, number, or null"}
+
+
+def wrong_type(member: str, value: Any) -> str:
+    return f"Request {member} must be {ENVELOPE_TYPES[member]}, but was {show(value)}."
+
+
 # -- registered clients (spec/vectors/clients.json) ----------------------------
 
 ALICE, BOB, CAROL = "spec::alice", "spec::bob", "spec::carol"
@@ -1034,12 +1054,9 @@ def errors_params() -> None:
 
     c = Case(f, "jsonrpc.positional.too_many", "More positional params than the method has.")
     c.refused(
-        "a",
-        msg("publish", [c.ev(), 1, ALICE, None, "extra"], 1),
-        INVALID_PARAMS,
-        'Invalid parameters for method "publish".',
+        "a", msg("publish", [c.ev(), 1, ALICE, None, "extra"], 1), INVALID_PARAMS, wrong_arity("publish")
     )
-    c.refused("a", msg("ping", [1], 2), INVALID_PARAMS, 'Invalid parameters for method "ping".')
+    c.refused("a", msg("ping", [1], 2), INVALID_PARAMS, wrong_arity("ping"))
     c.call("a", msg("ping", [], 3), ok(3, {}))
 
 
@@ -1054,106 +1071,40 @@ def envelope() -> None:
         "not requests; unknown methods; plain notifications. Envelope errors are INVALID_REQUEST "
         "(-32600) and are answered even for notifications (with id null).",
     )
+    # (name, message, the id the INVALID_REQUEST answer carries, its text)
     bad = [
-        (
-            "jsonrpc.missing",
-            prune(method="ping", id=1),
-            err(1, INVALID_REQUEST, 'Request must contain a "jsonrpc" key.'),
-        ),
-        (
-            "jsonrpc.wrong_string",
-            msg("ping", id=1, jsonrpc="1.0"),
-            err(1, INVALID_REQUEST, 'Invalid JSON-RPC version "1.0", expected "2.0".'),
-        ),
-        (
-            "jsonrpc.number",
-            msg("ping", id=1, jsonrpc=2.0),
-            err(1, INVALID_REQUEST, 'Invalid JSON-RPC version 2.0, expected "2.0".'),
-        ),
-        (
-            "jsonrpc.missing_on_notification",
-            prune(method="ping"),
-            err(None, INVALID_REQUEST, 'Request must contain a "jsonrpc" key.'),
-        ),
-        ("method.missing", msg(id=1), err(1, INVALID_REQUEST, 'Request must contain a "method" key.')),
-        (
-            "method.number",
-            msg(5, id=1),
-            err(1, INVALID_REQUEST, "Request method must be a string, but was 5."),
-        ),
-        (
-            "method.null",
-            msg(None, id=1),
-            err(1, INVALID_REQUEST, "Request method must be a string, but was null."),
-        ),
-        (
-            "method.not_string_pub_sub",
-            msg(5, {"request_id": "r1"}),
-            err(None, INVALID_REQUEST, "Request method must be a string, but was 5."),
-        ),
-        (
-            "params.number",
-            msg("ping", 5, 1),
-            err(1, INVALID_REQUEST, "Request params must be an Array or an Object, but was 5."),
-        ),
-        (
-            "params.string",
-            msg("publish", "x", 1),
-            err(1, INVALID_REQUEST, 'Request params must be an Array or an Object, but was "x".'),
-        ),
-        (
-            "params.boolean",
-            msg("ping", True, 1),
-            err(1, INVALID_REQUEST, "Request params must be an Array or an Object, but was true."),
-        ),
-        (
-            "params.null",
-            msg("ping", None, 1),
-            err(1, INVALID_REQUEST, "Request params must be an Array or an Object, but was null."),
-        ),
-        (
-            "params.scalar_on_notification",
-            msg("ping", 5),
-            err(None, INVALID_REQUEST, "Request params must be an Array or an Object, but was 5."),
-        ),
-        (
-            "id.boolean",
-            msg("ping", id=True),
-            err(None, INVALID_REQUEST, "Request id must be a string, number, or null, but was true."),
-        ),
-        (
-            "id.object",
-            msg("ping", id={"n": 1}),
-            err(None, INVALID_REQUEST, 'Request id must be a string, number, or null, but was {"n":1}.'),
-        ),
-        (
-            "id.array",
-            msg("ping", id=[1]),
-            err(None, INVALID_REQUEST, "Request id must be a string, number, or null, but was [1]."),
-        ),
-        (
-            "id.checked_first",
-            prune(id=False),
-            err(None, INVALID_REQUEST, "Request id must be a string, number, or null, but was false."),
-        ),
-        (
-            "response_object.result",
-            prune(jsonrpc="2.0", result=1, id=7),
-            err(7, INVALID_REQUEST, 'Request must contain a "method" key.'),
-        ),
+        ("jsonrpc.missing", prune(method="ping", id=1), 1, missing_key("jsonrpc")),
+        ("jsonrpc.wrong_string", msg("ping", id=1, jsonrpc="1.0"), 1, wrong_version("1.0")),
+        ("jsonrpc.number", msg("ping", id=1, jsonrpc=2.0), 1, wrong_version(2.0)),
+        ("jsonrpc.missing_on_notification", prune(method="ping"), None, missing_key("jsonrpc")),
+        ("method.missing", msg(id=1), 1, missing_key("method")),
+        ("method.number", msg(5, id=1), 1, wrong_type("method", 5)),
+        ("method.null", msg(None, id=1), 1, wrong_type("method", None)),
+        ("method.not_string_pub_sub", msg(5, {"request_id": "r1"}), None, wrong_type("method", 5)),
+        ("params.number", msg("ping", 5, 1), 1, wrong_type("params", 5)),
+        ("params.string", msg("publish", "x", 1), 1, wrong_type("params", "x")),
+        ("params.boolean", msg("ping", True, 1), 1, wrong_type("params", True)),
+        ("params.null", msg("ping", None, 1), 1, wrong_type("params", None)),
+        ("params.scalar_on_notification", msg("ping", 5), None, wrong_type("params", 5)),
+        ("id.boolean", msg("ping", id=True), None, wrong_type("id", True)),
+        ("id.object", msg("ping", id={"n": 1}), None, wrong_type("id", {"n": 1})),
+        ("id.array", msg("ping", id=[1]), None, wrong_type("id", [1])),
+        ("id.checked_first", prune(id=False), None, wrong_type("id", False)),
+        ("response_object.result", prune(jsonrpc="2.0", result=1, id=7), 7, missing_key("method")),
         (
             "response_object.error",
             prune(jsonrpc="2.0", error={"code": 1, "message": "x"}, id=8),
-            err(8, INVALID_REQUEST, 'Request must contain a "method" key.'),
+            8,
+            missing_key("method"),
         ),
     ]
-    for name, message, answer in bad:
+    for name, message, answer_id, text in bad:
         c = Case(
             f,
             name,
             f"Envelope error ({name.replace('.', ': ').replace('_', ' ')}); the connection carries on.",
         )
-        c.call("a", message, answer)
+        c.call("a", message, err(answer_id, INVALID_REQUEST, text))
         c.call("a", ping(1), PONG_1)
 
     for text in ("42", '"x"', "null", "true", "1.5"):
@@ -1388,7 +1339,7 @@ def batches() -> None:
             err(2, INVALID_PARAMS, missing_param("publish", "event_name")),
             err(3, METHOD_NOT_FOUND, unknown_method("frobnicate")),
             err(None, INVALID_REQUEST, bad_member(5)),
-            err(6, INVALID_REQUEST, 'Request must contain a "jsonrpc" key.'),
+            err(6, INVALID_REQUEST, missing_key("jsonrpc")),
         ],
     )
 
@@ -1495,8 +1446,8 @@ def batches() -> None:
         "a",
         [prune(method="ping"), msg("ping"), msg(7)],
         [
-            err(None, INVALID_REQUEST, 'Request must contain a "jsonrpc" key.'),
-            err(None, INVALID_REQUEST, "Request method must be a string, but was 7."),
+            err(None, INVALID_REQUEST, missing_key("jsonrpc")),
+            err(None, INVALID_REQUEST, wrong_type("method", 7)),
         ],
     )
 
@@ -2548,9 +2499,7 @@ def stats() -> None:
     c = Case(f, "jsonrpc.positional", "Params by position: [client_id, request_id].")
     c.call("a", msg("stats", [OPERATOR], 1), JSONRPC.ok_stats(1))
     c.refused("a", msg("stats", [NOTHING, None], 2), INSPECT_FORBIDDEN, NOT_ALLOWED_INSPECT)
-    c.refused(
-        "a", msg("stats", [OPERATOR, None, 3], 3), INVALID_PARAMS, 'Invalid parameters for method "stats".'
-    )
+    c.refused("a", msg("stats", [OPERATOR, None, 3], 3), INVALID_PARAMS, wrong_arity("stats"))
 
     c = Case(f, "jsonrpc.client_id_not_a_string", "client_id must be a string or null.")
     c.call(
