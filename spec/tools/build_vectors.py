@@ -1727,6 +1727,8 @@ def framing() -> None:
         ("duplicate_length", f"Content-Length: {len(p1)}\r\nContent-Length: {len(p1)}\r\n\r\n{p1}"),
         ("line_without_colon", f"Content-Length {len(p1)}\r\n\r\n{p1}"),
     ]
+    # A parse error of unspecified text, then 'closing'.
+    broken = (err(None, PARSE_ERROR, ANY_STRING), closing(PARSE_ERROR, BROKEN_FRAMING))
     for name, text in fatal:
         c = Case(
             f,
@@ -1735,12 +1737,7 @@ def framing() -> None:
             "defined text), then a 'closing' notification, and the server closes the connection.",
         )
         c.send("a", text=text)
-        c.expect(
-            "a",
-            err(None, PARSE_ERROR, ANY_STRING),
-            closing(PARSE_ERROR, BROKEN_FRAMING),
-            framing="content-length",
-        )
+        c.expect("a", *broken, framing="content-length")
         c.closed("a")
 
     c = Case(
@@ -1749,7 +1746,7 @@ def framing() -> None:
         "After a fatal header error nothing more is read, even in the same write.",
     )
     c.send("a", text="Content-Length: x\r\n\r\n" + cl(p1))
-    c.expect("a", err(None, PARSE_ERROR, ANY_STRING), closing(PARSE_ERROR, BROKEN_FRAMING))
+    c.expect("a", *broken)
     c.closed("a")
 
     c = Case(f, "eof.clean", "EOF after complete frames: everything is answered, then the connection closes.")
@@ -1769,25 +1766,27 @@ def framing() -> None:
     c.expect("a", NOT_REQUEST)
     c.closed("a")
 
-    c = Case(
-        f,
-        "eof.mid_document",
-        "EOF in the middle of a JSON document: the fragment is dropped unanswered and the connection closes.",
-    )
-    c.send("a", text=p1 + '\n{"jsonrpc":"2.0","method":"pi')
-    c.expect("a", PONG_1)
-    c.eof("a")
-    c.closed("a")
-
-    c = Case(
-        f,
-        "eof.mid_content_length_body",
-        "EOF in the middle of a Content-Length body: dropped unanswered, connection closed.",
-    )
-    c.send("a", text=cl(p1) + f"Content-Length: {len(p2)}\r\n\r\n{p2[:10]}")
-    c.expect("a", PONG_1, framing="content-length")
-    c.eof("a")
-    c.closed("a")
+    # EOF inside a frame: the fragment is dropped unanswered, the frames before it are answered.
+    for name, description, text, framing in (
+        (
+            "eof.mid_document",
+            "EOF in the middle of a JSON document: the fragment is dropped unanswered and the connection "
+            "closes.",
+            p1 + '\n{"jsonrpc":"2.0","method":"pi',
+            None,
+        ),
+        (
+            "eof.mid_content_length_body",
+            "EOF in the middle of a Content-Length body: dropped unanswered, connection closed.",
+            cl(p1) + f"Content-Length: {len(p2)}\r\n\r\n{p2[:10]}",
+            "content-length",
+        ),
+    ):
+        c = Case(f, name, description)
+        c.send("a", text=text)
+        c.expect("a", PONG_1, framing=framing)
+        c.eof("a")
+        c.closed("a")
 
     c = Case(f, "eof.whitespace_only", "A connection that sends only whitespace and closes gets nothing.")
     c.send("a", text="  \r\n\t ")
