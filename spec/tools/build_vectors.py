@@ -1916,12 +1916,8 @@ def delivery() -> None:
         conns=("p", "s"),
     )
     c.subscribe("s", BOB, "foo", "s")
-    for i, name in enumerate((c.ev("Foo"), c.ev("foo "), c.ev("foo::bar"), c.ev("*"), c.ev("fo")), start=1):
-        c.call(
-            "p",
-            JSONRPC.publish(i, name, i, ALICE),
-            ok(i, {"listeners": 0, "client_id": ALICE}),
-        )
+    for i, short in enumerate(("Foo", "foo ", "foo::bar", "*", "fo"), start=1):
+        c.published("p", i, i, ALICE, listeners=0, short=short)
     c.nothing("s")
 
     c = Case(
@@ -1935,16 +1931,8 @@ def delivery() -> None:
         JSONRPC.subscribe(1, "", BOB),
         ok(1, {"subscription_id": cap("empty"), "client_id": BOB}),
     )
-    c.call(
-        "s",
-        JSONRPC.subscribe(2, c.ev('日本語 ✓ "q"'), BOB),
-        ok(2, {"subscription_id": cap("uni"), "client_id": BOB}),
-    )
-    c.call(
-        "p",
-        JSONRPC.publish(1, c.ev('日本語 ✓ "q"'), 1, ALICE),
-        ok(1, {"listeners": 1, "client_id": ALICE}),
-    )
+    c.subscribe("s", BOB, '日本語 ✓ "q"', "uni", rid=2)
+    c.published("p", 1, 1, ALICE, listeners=1, short='日本語 ✓ "q"')
     c.expect("s", event(c.ev('日本語 ✓ "q"'), 1, ref("uni")))
     c.unsubscribe("s", 3, ref("empty"), BOB)
 
