@@ -430,6 +430,15 @@ class Case:
         answer = client if answer is OMIT else answer
         self.call(conn, d.subscribe(rid, self.ev(short), client), d.ok_subscribe(rid, cap(capture), answer))
 
+    def subscribe_pattern(
+        self, conn: str, client: Any, pattern: Any, capture: str, d: Dialect = JSONRPC, rid: Any = None
+    ) -> None:
+        """Subscribe to a pattern instead of an event name and capture the subscription id."""
+        rid = rid if rid is not None else d.rid(90 + len(self.steps))
+        self.call(
+            conn, d.subscribe(rid, OMIT, client, pattern=pattern), d.ok_subscribe(rid, cap(capture), client)
+        )
+
     def published(
         self,
         conn: str,
@@ -2220,7 +2229,7 @@ def patterns() -> None:
             "the event carries the real name and the pattern subscription's id.",
             conns=("p", "s"),
         )
-        c.call("s", d.subscribe(r(1), OMIT, BOB, pattern=f"{c.name}.*"), d.ok_subscribe(r(1), cap("s"), BOB))
+        c.subscribe_pattern("s", BOB, f"{c.name}.*", "s", d, r(1))
         for n, (name, listeners) in enumerate(
             [(f"{c.name}::a", 1), (f"{c.name}::b", 1), (f"{c.name}::a.b", 0), (f"{c.name}::a::b", 0)], start=2
         ):
@@ -2236,9 +2245,7 @@ def patterns() -> None:
             "'>' as the last segment matches one or more further segments.",
             conns=("p", "s"),
         )
-        c.call(
-            "s", d.subscribe(r(1), OMIT, BOB, pattern=f"{c.name}::x.>"), d.ok_subscribe(r(1), cap("s"), BOB)
-        )
+        c.subscribe_pattern("s", BOB, f"{c.name}::x.>", "s", d, r(1))
         c.call("p", d.publish(r(2), f"{c.name}::x", 0, ALICE), d.ok_publish(r(2), 0, ALICE))
         c.nothing("s")
         c.call("p", d.publish(r(3), f"{c.name}::x::y.z", 1, ALICE), d.ok_publish(r(3), 1, ALICE))
@@ -2252,13 +2259,9 @@ def patterns() -> None:
             "patterns in the order they were made.",
             conns=("p", "s"),
         )
-        c.call(
-            "s", d.subscribe(r(1), OMIT, BOB, pattern=f"{c.name}.>"), d.ok_subscribe(r(1), cap("wide"), BOB)
-        )
+        c.subscribe_pattern("s", BOB, f"{c.name}.>", "wide", d, r(1))
         c.call("s", d.subscribe(r(2), f"{c.name}::a", BOB), d.ok_subscribe(r(2), cap("exact"), BOB))
-        c.call(
-            "s", d.subscribe(r(3), OMIT, BOB, pattern=f"{c.name}.*"), d.ok_subscribe(r(3), cap("star"), BOB)
-        )
+        c.subscribe_pattern("s", BOB, f"{c.name}.*", "star", d, r(3))
         c.call("p", d.publish(r(4), f"{c.name}::a", 4, ALICE), d.ok_publish(r(4), 3, ALICE))
         c.expect(
             "s",
@@ -2305,9 +2308,7 @@ def patterns() -> None:
             "The publisher's own pattern subscriptions are "
             "skipped like its exact ones; exclude_self false delivers to them too.",
         )
-        c.call(
-            "a", d.subscribe(r(1), OMIT, ALICE, pattern=f"{c.name}.*"), d.ok_subscribe(r(1), cap("s"), ALICE)
-        )
+        c.subscribe_pattern("a", ALICE, f"{c.name}.*", "s", d, r(1))
         c.published("a", r(2), 1, ALICE, listeners=0, d=d)
         c.call(
             "a",
@@ -2384,11 +2385,7 @@ def patterns() -> None:
                 f"You are not allowed to subscribe to any event matching {show(pattern)}.",
             )
         c.subscribe("a", RULED, "public.news", "s", d, rid=r(9))
-        c.call(
-            "a",
-            d.subscribe(r(10), OMIT, RULED, pattern=c.ev("public.*")),
-            d.ok_subscribe(r(10), cap("p"), RULED),
-        )
+        c.subscribe_pattern("a", RULED, c.ev("public.*"), "p", d, r(10))
 
         c = Case(
             f,
@@ -2397,7 +2394,7 @@ def patterns() -> None:
             "accepted, and never receives a denied name (nor counts it in listeners).",
             conns=("p", "s"),
         )
-        c.call("s", d.subscribe(r(1), OMIT, RULED, pattern=c.ev(">")), d.ok_subscribe(r(1), cap("s"), RULED))
+        c.subscribe_pattern("s", RULED, c.ev(">"), "s", d, r(1))
         for n, name in enumerate([c.ev("public.secret"), c.ev("private"), c.ev("public.secret.x")], start=2):
             c.call("p", d.publish(r(n), name, n, ALICE), d.ok_publish(r(n), 0, ALICE))
             c.nothing("s")
