@@ -2230,12 +2230,10 @@ def patterns() -> None:
             conns=("p", "s"),
         )
         c.subscribe_pattern("s", BOB, f"{c.name}.*", "s", d, r(1))
-        for n, (name, listeners) in enumerate(
-            [(f"{c.name}::a", 1), (f"{c.name}::b", 1), (f"{c.name}::a.b", 0), (f"{c.name}::a::b", 0)], start=2
-        ):
-            c.call("p", d.publish(r(n), name, n, ALICE), d.ok_publish(r(n), listeners, ALICE))
+        for n, (short, listeners) in enumerate([("a", 1), ("b", 1), ("a.b", 0), ("a::b", 0)], start=2):
+            c.published("p", r(n), n, ALICE, listeners=listeners, short=short, d=d)
             if listeners:
-                c.expect("s", event(name, n, ref("s")))
+                c.expect("s", event(c.ev(short), n, ref("s")))
             else:
                 c.nothing("s")
 
@@ -2245,11 +2243,11 @@ def patterns() -> None:
             "'>' as the last segment matches one or more further segments.",
             conns=("p", "s"),
         )
-        c.subscribe_pattern("s", BOB, f"{c.name}::x.>", "s", d, r(1))
-        c.call("p", d.publish(r(2), f"{c.name}::x", 0, ALICE), d.ok_publish(r(2), 0, ALICE))
+        c.subscribe_pattern("s", BOB, c.ev("x.>"), "s", d, r(1))
+        c.published("p", r(2), 0, ALICE, listeners=0, short="x", d=d)
         c.nothing("s")
-        c.call("p", d.publish(r(3), f"{c.name}::x::y.z", 1, ALICE), d.ok_publish(r(3), 1, ALICE))
-        c.expect("s", event(f"{c.name}::x::y.z", 1, ref("s")))
+        c.published("p", r(3), 1, ALICE, listeners=1, short="x::y.z", d=d)
+        c.expect("s", event(c.ev("x::y.z"), 1, ref("s")))
 
         c = Case(
             f,
@@ -2260,18 +2258,18 @@ def patterns() -> None:
             conns=("p", "s"),
         )
         c.subscribe_pattern("s", BOB, f"{c.name}.>", "wide", d, r(1))
-        c.call("s", d.subscribe(r(2), f"{c.name}::a", BOB), d.ok_subscribe(r(2), cap("exact"), BOB))
+        c.subscribe("s", BOB, "a", "exact", d, rid=r(2))
         c.subscribe_pattern("s", BOB, f"{c.name}.*", "star", d, r(3))
-        c.call("p", d.publish(r(4), f"{c.name}::a", 4, ALICE), d.ok_publish(r(4), 3, ALICE))
+        c.published("p", r(4), 4, ALICE, listeners=3, short="a", d=d)
         c.expect(
             "s",
-            event(f"{c.name}::a", 4, ref("exact")),
-            event(f"{c.name}::a", 4, ref("wide")),
-            event(f"{c.name}::a", 4, ref("star")),
+            event(c.ev("a"), 4, ref("exact")),
+            event(c.ev("a"), 4, ref("wide")),
+            event(c.ev("a"), 4, ref("star")),
         )
         c.unsubscribe("s", r(5), ref("wide"), BOB, d=d)
-        c.call("p", d.publish(r(6), f"{c.name}::a", 6, ALICE), d.ok_publish(r(6), 2, ALICE))
-        c.expect("s", event(f"{c.name}::a", 6, ref("exact")), event(f"{c.name}::a", 6, ref("star")))
+        c.published("p", r(6), 6, ALICE, listeners=2, short="a", d=d)
+        c.expect("s", event(c.ev("a"), 6, ref("exact")), event(c.ev("a"), 6, ref("star")))
 
         c = Case(
             f,
@@ -2395,8 +2393,8 @@ def patterns() -> None:
             conns=("p", "s"),
         )
         c.subscribe_pattern("s", RULED, c.ev(">"), "s", d, r(1))
-        for n, name in enumerate([c.ev("public.secret"), c.ev("private"), c.ev("public.secret.x")], start=2):
-            c.call("p", d.publish(r(n), name, n, ALICE), d.ok_publish(r(n), 0, ALICE))
+        for n, short in enumerate(["public.secret", "private", "public.secret.x"], start=2):
+            c.published("p", r(n), n, ALICE, listeners=0, short=short, d=d)
             c.nothing("s")
         c.published("p", r(9), 9, ALICE, listeners=1, short="public.news", d=d)
         c.expect("s", event(c.ev("public.news"), 9, ref("s")))
