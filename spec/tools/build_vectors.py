@@ -862,7 +862,7 @@ def errors_params() -> None:
     for d in DIALECTS:
         k = d.kind
         # (method, field, how it is wrong, params); the expected text follows from the first three.
-        cases = [
+        cases: list[tuple[str, str, str, dict[str, Any]]] = [
             ("publish", "event_name", "missing", {"value": 1, "client_id": ALICE}),
             ("publish", "event_name", "number", {"event_name": 5, "value": 1, "client_id": ALICE}),
             ("publish", "event_name", "null", {"event_name": None, "value": 1, "client_id": ALICE}),
@@ -1941,7 +1941,7 @@ def delivery() -> None:
         conns=("p", "s"),
     )
     c.subscribe("s", BOB, "foo", "s")
-    values = [
+    values: list[Any] = [
         None,
         False,
         0,
