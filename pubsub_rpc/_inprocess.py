@@ -49,6 +49,7 @@ from ._messages import (
     UNSUBSCRIBE,
 )
 from ._patterns import Pattern, PatternError
+from ._server import log_fault
 from ._wire import EncodedEvent
 
 #: Default bound on messages queued for one in-process connection.
@@ -128,6 +129,9 @@ class InProcessConnection:
         self._closed = False
         #: Messages that could not be answered (no string ``request_id``) and were dropped.
         self.dropped = 0
+        #: Requests whose handling failed inside the server (answered with
+        #: INTERNAL_ERROR); always 0 unless there is a bug.
+        self.internal_errors = 0
         #: Why the server decided to close this connection, once it has.
         self.close_reason: ErrorCode | int | None = None
 
@@ -154,9 +158,21 @@ class InProcessConnection:
         for message in messages:
             if self._closing:
                 return
-            answer = self._handle(message)
+            try:
+                answer = self._handle(message)
+            except Exception as exc:  # a bug of ours: answer it, keep the connection
+                answer = self._internal_error(message, exc)
             if answer is not None:
                 self._queue(answer)
+
+    def _internal_error(self, message: object, exc: Exception) -> dict[str, Any] | None:
+        """Answer a request whose handling failed inside the server, as byte streams do."""
+        self.internal_errors += 1
+        log_fault(exc)
+        request_id = message.get("request_id") if type(message) is dict else None
+        if type(request_id) is not str:
+            return None  # nothing to address an answer to (_handle drops these first)
+        return _failure(request_id, ErrorCode.INTERNAL_ERROR, "Internal error.")
 
     def receive_eof(self) -> None:
         """The client will send nothing more."""

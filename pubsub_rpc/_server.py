@@ -53,6 +53,20 @@ _EMPTY: Final = EMPTY_PARAMS
 _APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 
 
+def log_fault(exc: Exception) -> None:
+    """Log a fault of ours while handling one request: where it happened, nothing more.
+
+    Never the exception's text or the request: either may hold a client id.
+    """
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    _log.error(
+        "internal error while handling a request: %s at %s:%s",
+        type(exc).__name__,
+        where.filename,
+        where.lineno,
+    )
+
+
 class ServerConnection:
     """The protocol state of one connection to a ``Broker``."""
 
@@ -282,15 +296,7 @@ class ServerConnection:
     def _internal_error(self, message: dict[str, Any], exc: Exception) -> dict[str, Any] | None:
         """Answer a message whose handling failed inside the server, in its dialect."""
         self.internal_errors += 1
-        # Where it happened, never the exception's text or the request: either
-        # may hold a client id.
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        _log.error(
-            "internal error while handling a request: %s at %s:%s",
-            type(exc).__name__,
-            where.filename,
-            where.lineno,
-        )
+        log_fault(exc)
         request_id = message.get("id", NO_ID)
         if request_id is None or type(request_id) in (str, int, float):
             return error_response(request_id, ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR_TEXT)

@@ -82,8 +82,8 @@ class ServerStats:
 
     def ended(self, connection: object) -> None:
         """Count why a connection (accepted or refused) ended, and the faults it answered."""
-        # Only byte-stream connections answer a fault and carry on; an
-        # in-process one fails instead (counted in internal_errors).
+        # Connections answer a fault in one request and carry on; they count
+        # those themselves, and the total is taken as they end.
         self.request_faults += getattr(connection, "internal_errors", 0)
         reason = getattr(connection, "close_reason", None)
         if reason == ErrorCode.SLOW_CONSUMER:

@@ -12,8 +12,18 @@ import trio
 from hardening_helpers import HOSTILE, RawPeer, make_server, request, running, wait_until, witness
 
 import transports._server as transport_server
-from pubsub_rpc import BadFrame, Broker, ClientInfo, FrameDecoder, ServerConnection
+from pubsub_rpc import (
+    BadFrame,
+    Broker,
+    ClientInfo,
+    ErrorCode,
+    FrameDecoder,
+    InProcessConnection,
+    RequestError,
+    ServerConnection,
+)
 from pubsub_rpc._dispatch import OPERATIONS, describe
+from transports import Server, inprocess
 
 TOO_BIG = [b"18446744073709551616", b"-9223372036854775809", b"123456789012345678901234567890"]
 EXACT = [b"18446744073709551615", b"-9223372036854775808", b"1000000000000000000", b"0", b"-1"]
@@ -186,3 +196,52 @@ def test_publish_of_a_value_too_deep_to_encode_is_refused_with_or_without_subscr
     assert orjson.loads(publisher.data_to_send()) == expected
     assert subscriber.data_to_send() == b""
     assert broker.events_published == 0
+
+
+def test_an_in_process_request_that_hits_a_bug_is_answered_and_the_connection_carries_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    broker = Broker()
+    broker.register_client(ClientInfo("client-s3cret"))
+    broker.start()
+
+    def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise KeyError("client-s3cret")
+
+    monkeypatch.setattr(broker, "publish", broken)
+    connection = InProcessConnection(broker, connection_id="c")
+    connection.data_to_send()  # the handshake
+    publish = {"client_id": "client-s3cret", "event_name": "e", "value": 1}
+    connection.receive_data([{"id": "c", "request_id": "r1", "method": "publish", "params": publish}])
+    assert connection.data_to_send() == [
+        {"status": False, "request_id": "r1", "error_message": "Internal error.", "error_code": -32603}
+    ]
+    assert connection.internal_errors == 1
+    # The connection carries on, and the log names the place, never the request or the text.
+    subscribe = {"client_id": "client-s3cret", "event_name": "e"}
+    connection.receive_data([{"id": "c", "request_id": "r2", "method": "subscribe", "params": subscribe}])
+    (answer,) = connection.data_to_send()
+    assert answer["status"] is True and answer["request_id"] == "r2"
+    assert "KeyError" in caplog.text and "client-s3cret" not in caplog.text
+
+
+async def test_in_process_request_faults_are_added_up_when_the_connection_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: Any) -> dict[str, Any]:
+        raise KeyError("a bug")
+
+    adapter = inprocess.Adapter()
+    server = Server([adapter])
+    async with running(server):
+        monkeypatch.setattr(server.broker, "publish", broken)
+        async with inprocess.connect(adapter) as client:
+            for _ in range(2):
+                with pytest.raises(RequestError) as failed:
+                    await client.publish("e", 1)
+                assert failed.value.code == ErrorCode.INTERNAL_ERROR
+            await client.ping()  # still connected
+        await wait_until(lambda: server.connection_count == 0)
+        assert server.stats.request_faults == 2
+        assert server.stats.internal_errors == 0  # the connection itself carried on

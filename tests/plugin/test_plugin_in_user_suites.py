@@ -160,7 +160,7 @@ def test_clients_and_server_are_closed_at_teardown(pytester: pytest.Pytester) ->
 
 MISBEHAVING_SERVER = """
 import pytest
-from pubsub_rpc import ConnectionClosedError, RequestError
+from pubsub_rpc import ConnectionClosedError, InProcessConnection, RequestError
 
 def broken(*args):
     raise KeyError("a bug in the server")
@@ -172,8 +172,9 @@ async def test_a_request_fault_fails_the_test(monkeypatch, pubsub_server, pubsub
         await client.publish("x", 1)
 
 async def test_a_failed_connection_fails_the_test(monkeypatch, pubsub_server, pubsub_connect):
+    # A request's fault is answered; a fault outside any one request ends the connection.
     client = await pubsub_connect()
-    monkeypatch.setattr(pubsub_server.server.broker, "publish", broken)
+    monkeypatch.setattr(InProcessConnection, "receive_data", broken)
     with pytest.raises(ConnectionClosedError):
         await client.publish("x", 1)
 
