@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+import trustme
 
 from pubsub_rpc import ClientInfo, Dialect
 from transports import Adapter, Client, Server, inprocess, open_client, stdio, tcp, unix
@@ -159,3 +161,13 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
     """Wait for a condition another task or process brings about (the test guard bounds it)."""
     while not predicate():
         await trio.sleep(0.005)
+
+
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for 127.0.0.1 and localhost, and a client context trusting it."""
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    return server_context, client_context

@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 import trio
-from transport_helpers import collect, running, wait_until
+from transport_helpers import collect, running, tls_contexts, wait_until
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
-from websocket_helpers import http_get, make_certificate, next_message, raw_websocket, request
+from websocket_helpers import http_get, next_message, raw_websocket, request
 
 import transports
 from pubsub_rpc import ClientInfo, ConnectionClosedError, ErrorCode
@@ -192,8 +192,8 @@ async def test_allowed_origins() -> None:
             await client.ping()
 
 
-async def test_wss_round_trip(tmp_path: Path) -> None:
-    server_context, client_context = make_certificate(tmp_path)
+async def test_wss_round_trip() -> None:
+    server_context, client_context = tls_contexts()
     adapter = websocket.Adapter("127.0.0.1", 0, ssl_context=server_context)
     tcp_adapter = tcp.Adapter("127.0.0.1", 0)
     async with running(make_server(adapter, tcp_adapter)):

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -47,28 +43,6 @@ async def http_get(port: int, raw_request: bytes) -> tuple[int, dict[str, str], 
     status_line, *lines = head.decode("latin-1").split("\r\n")
     headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
     return int(status_line.split(" ")[1]), headers, body
-
-
-def make_certificate(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A self-signed certificate for 127.0.0.1: (server context, client context trusting it)."""
-    if shutil.which("openssl") is None:
-        import pytest
-
-        pytest.skip("needs the openssl command")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1", "-subj", "/CN=pubsub-rpc websocket test",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(cert, key)
-    return server_context, ssl.create_default_context(cafile=str(cert))
 
 
 @asynccontextmanager
