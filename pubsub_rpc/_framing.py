@@ -234,9 +234,25 @@ class FrameDecoder:
                 continue
             if lines is None:
                 lines = bytes(buf[off:]).split(b"\n")
-                lines.pop()  # what follows the last newline is not a line yet
+                partial = len(lines.pop())  # what follows the last newline is not a line yet
                 count = len(lines)
                 line_start = off
+                if off >= check_before and end - off <= limit:
+                    # Hot path: no line is too large or holds a long number,
+                    # so map() decodes them all without a Python step per
+                    # frame (~15% of the decode).  It stops at the first line
+                    # that is not one frame; the scanner takes that one.
+                    before = len(out)
+                    try:
+                        out += map(loads, lines)
+                    except decode_error:
+                        index = len(out) - before
+                        off = line_start = off + sum(map(len, lines[:index])) + index
+                        self._off = off
+                        self._slow_until = off + len(lines[index])
+                        continue
+                    index = count
+                    off = line_start = end - partial
             while index < count and off > line_start + len(lines[index]):
                 line_start += len(lines[index]) + 1  # the scanner consumed it
                 index += 1
