@@ -50,7 +50,6 @@ DEFAULT_MAX_BATCH: Final = 100
 _INTERNAL_ERROR_TEXT: Final = "Internal error."
 _log = logging.getLogger("pubsub_rpc.server")
 _EMPTY: Final = EMPTY_PARAMS
-_APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 
 
 def log_fault(exc: Exception) -> None:
@@ -217,7 +216,8 @@ class ServerConnection:
         if self._content_length:
             frame = encode(message, Framing.CONTENT_LENGTH)
         else:
-            frame = orjson.dumps(message, option=_APPEND_NEWLINE)
+            # encode()'s newline case, inline: see there why it concatenates.
+            frame = orjson.dumps(message) + b"\n"
         out.append(frame)
         self._out_bytes += len(frame)
         if was_empty and self.on_output is not None:
