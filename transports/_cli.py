@@ -9,12 +9,13 @@ contain a client id.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import ssl
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import trio
 
@@ -202,9 +203,26 @@ async def _serve(server: Server, announce_to_stderr: bool, bridge: RedisBridge |
         nursery.cancel_scope.cancel()
 
 
+#: Allocations between young-generation collections while serving (CPython's default: 700).
+SERVE_GC_THRESHOLD: Final = 20_000
+
+
+def _tune_gc_for_serving() -> None:
+    """Collect cyclic garbage less often: a server allocates containers by the million, all short-lived."""
+    # Every decoded request is three dicts that die within the read that
+    # brought them; at the default threshold the collector ran every ~100
+    # publishes and cost about 4% of the publish path, finding nothing.
+    # Objects alive now (modules, classes, the configuration) are frozen
+    # out of all future collections.  Cycles are still collected, a little later.
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(SERVE_GC_THRESHOLD, older, oldest)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     server = _build_server(args)
     bridge = bridge_from_args(args, server.broker)
+    _tune_gc_for_serving()
     try:
         trio.run(_serve, server, bool(args.stdio), bridge)
     except* OSError as group:
