@@ -131,6 +131,21 @@ def _publish(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> 
     return broker.publish(connection, client_id, event_name, params["value"])
 
 
+def _publish_unanswered(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> object:
+    """``publish`` as a plain notification: nobody reads the result, so none is built."""
+    event_name = params.get("event_name")
+    client_id = params.get("client_id")
+    if (
+        type(event_name) is str
+        and (client_id is None or type(client_id) is str)
+        and "value" in params
+        and not ("exclude_self" in params or "report" in params)
+    ):
+        broker.publish_unanswered(connection, client_id, event_name, params["value"])
+        return None
+    return _publish(broker, connection, params)  # options, or an error to raise
+
+
 def _subscribe(broker: Broker, connection: Subscriber, params: dict[str, Any]) -> dict[str, Any]:
     pattern = pattern_param(params)
     if pattern is None:
@@ -166,6 +181,11 @@ OPERATIONS: Final[dict[str, Operation]] = {
     UNSUBSCRIBE: _unsubscribe,
     PING: _ping,
     STATS: _stats,
+}
+
+#: Leaner forms of operations for plain notifications, whose result is thrown away.
+UNANSWERED_OPERATIONS: Final[dict[str, Callable[[Broker, Subscriber, dict[str, Any]], object]]] = {
+    PUBLISH: _publish_unanswered,
 }
 
 

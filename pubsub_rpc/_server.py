@@ -27,7 +27,7 @@ from typing import Any, Final
 import orjson
 
 from ._broker import Broker, Subscription
-from ._dispatch import OPERATIONS, Operation, dispatch_general
+from ._dispatch import OPERATIONS, UNANSWERED_OPERATIONS, Operation, dispatch_general
 from ._envelope import EMPTY_PARAMS, ENVELOPE_KEYS, InvalidRequest, bad_request_id, check_envelope
 from ._errors import ErrorCode, RemoteProtocolError, RequestError, describe
 from ._frames import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, Framing, encode
@@ -332,7 +332,7 @@ class ServerConnection:
                     # answered.  (Inline, and try/except rather than
                     # contextlib.suppress: this is the hottest path.)
                     try:
-                        operation(self.broker, self, params)
+                        UNANSWERED_OPERATIONS.get(method, operation)(self.broker, self, params)
                     except RequestError:
                         self.broker.requests_refused += 1
                     return None

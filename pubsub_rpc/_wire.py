@@ -13,15 +13,20 @@ from typing import Any, Final
 
 import orjson
 
-from ._errors import ErrorCode
-from ._frames import Framing, frame_header, frame_trailer
+from ._errors import ErrorCode, RequestError
+from ._frames import Framing, frame_header
 from ._messages import CLOSING, EVENT, NO_ID, RequestId
 
 _JSONRPC: Final = "2.0"
+# Event names up to this length have their JSON cached; longer ones are rare
+# and would let a hostile peer pin large strings in memory.
+_NAME_CACHE_MAX_LENGTH: Final = 256
+_NAME_CACHE_SIZE: Final = 10_000
+_new_object: Final = object.__new__
 
 #: Everything of an event frame before the event name.
 _EVENT_PREFIX: Final = b'{"jsonrpc":"2.0","method":"' + EVENT.encode() + b'","params":{"event_name":'
-_HEAD_END: Final = b',"subscription_id":'
+_ID_MEMBER: Final = b',"subscription_id":'
 
 
 def success_response(request_id: RequestId, result: dict[str, Any]) -> dict[str, Any]:
@@ -74,8 +79,10 @@ def closing_notification(code: ErrorCode | int, message: str) -> dict[str, Any]:
 
 
 def subscription_tail(subscription_id: str) -> bytes:
-    """The per-subscription end of an event body: its id and the closing braces."""
-    return orjson.dumps(subscription_id) + b"}}"
+    """The per-subscription end of an event body: the ``subscription_id`` member and the closing braces."""
+    # The member's key is here rather than in the shared head: one
+    # concatenation less per publish, the same bytes per delivery.
+    return _ID_MEMBER + orjson.dumps(subscription_id) + b"}}"
 
 
 def event_head_start(event_name_json: bytes) -> bytes:
@@ -92,10 +99,9 @@ class EncodedEvent:
         """``head_start`` is ``event_head_start(<event_name as JSON>)``."""
         self.event_name = event_name
         self.value = value
-        #: The event body up to the subscription id; every subscriber shares it.
-        # Hot path (once per publish): the name's part comes cached, and the
-        # Content-Length headers are made only if a subscriber uses them.
-        self.head = head_start + orjson.dumps(value) + _HEAD_END
+        #: The event body up to its value; every subscriber shares it.
+        self.head = head_start + orjson.dumps(value)
+        # Made only if a subscriber uses Content-Length framing.
         self._cl_headers: dict[int, bytes] | None = None
 
     def content_length_header(self, tail_length: int) -> bytes:
@@ -110,12 +116,46 @@ class EncodedEvent:
             headers[tail_length] = header
         return header
 
-    def frame(self, tail: bytes, framing: Framing) -> bytes:
-        """The whole frame for one subscription; the slow but simple form, for tests."""
-        body_tail = tail[:-1] if framing is Framing.NEWLINE else tail
-        return (
-            frame_header(len(self.head) + len(body_tail), framing)
-            + self.head
-            + body_tail
-            + frame_trailer(framing)
-        )
+
+class EventEncoder:
+    """Serialises published events, keeping each recurring event name's part of the head."""
+
+    __slots__ = ("_head_starts",)
+
+    def __init__(self) -> None:
+        self._head_starts: dict[str, bytes] = {}
+
+    def encode(self, event_name: str, value: Any) -> EncodedEvent:
+        """The event for ``value`` published as ``event_name``; raises ``RequestError`` if not encodable."""
+        # Hot path (once per publish): the cache hit is inline, and the
+        # object is filled here rather than by EncodedEvent.__init__, which
+        # saves a Python frame (~50 ns, ~2% of a publish to one subscriber).
+        head_start = self._head_starts.get(event_name)
+        if head_start is None:
+            head_start = self._new_head_start(event_name)
+        try:
+            head = head_start + orjson.dumps(value)
+        except orjson.JSONEncodeError as exc:
+            raise _unencodable(exc) from None
+        event = _new_object(EncodedEvent)
+        event.event_name = event_name
+        event.value = value
+        event.head = head
+        event._cl_headers = None
+        return event
+
+    def _new_head_start(self, event_name: str) -> bytes:
+        head_start = event_head_start(orjson.dumps(event_name))
+        # Bounded in count and size, so hostile names cannot grow it.
+        if len(event_name) <= _NAME_CACHE_MAX_LENGTH and len(self._head_starts) < _NAME_CACHE_SIZE:
+            self._head_starts[event_name] = head_start
+        return head_start
+
+
+def _unencodable(exc: orjson.JSONEncodeError) -> RequestError:
+    # Deeper than orjson writes (254 levels; reading allows 1024), or, from an
+    # in-process caller, not JSON at all.
+    return RequestError(
+        f'Parameter "value" for method "publish" cannot be encoded as JSON: {exc}.',
+        code=ErrorCode.INVALID_PARAMS,
+    )

@@ -31,7 +31,7 @@ from server_helpers import (
     values,
 )
 
-from pubsub_rpc import Framing, ServerConnection
+from pubsub_rpc import ClientInfo, Framing, ServerConnection
 
 # -- the two dialects ------------------------------------------------------------
 
@@ -86,6 +86,33 @@ def test_plain_notifications_act_but_are_never_answered() -> None:
     assert send(pub, note("publish", client_id="nopub", event_name="e", value=2)) == []  # refused silently
     assert send(pub, note("publish", event_name="e")) == []
     assert values(sub) == [1]
+
+
+def test_plain_notification_publishes_take_every_check_of_answered_ones() -> None:
+    # Plain notification publishes skip building a result (Broker.publish_unanswered);
+    # identity, permissions, rules, self-exclusion, options and counters must not differ.
+    broker = make_broker(ClientInfo("ruled", publish_deny=["e"]))
+    sub, pub = ServerConnection(broker), ServerConnection(broker)
+    trusted = ServerConnection(broker, trusted=True)
+    subscribe(sub)
+    subscribe(pub, client_id="bob")  # the publisher's own subscription: excluded by default
+    sent = [
+        note("publish", client_id="bob", event_name="e", value="sent"),
+        note("publish", client_id="ruled", event_name="e", value="denied by a rule"),
+        note("publish", client_id="nobody", event_name="e", value="unknown client"),
+        note("publish", client_id=5, event_name="e", value="client_id not a string"),
+        note("publish", client_id="bob", event_name=["e"], value="event_name not a string"),
+        note("publish", client_id="bob", event_name="e", value="to self too", exclude_self=False),
+        note("publish", client_id="bob", event_name="e", value="bad option", exclude_self=1),
+    ]
+    # No answers; the publisher's only frame is the event it asked to get itself.
+    assert [(f["method"], f["params"]["value"]) for f in send(pub, *sent)] == [("event", "to self too")]
+    assert send(trusted, note("publish", event_name="e", value="ad hoc")) == []
+    assert values(sub) == ["sent", "to self too", "ad hoc"]
+    assert values(pub) == ["ad hoc"]
+    assert broker.events_published == 3
+    assert broker.requests_refused == 5
+    broker.check_consistency()
 
 
 # -- rejections --------------------------------------------------------------------

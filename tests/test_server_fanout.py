@@ -198,3 +198,54 @@ def test_each_published_value_is_serialised_once(monkeypatch: pytest.MonkeyPatch
     assert calls.count(value) == 1
     for n, conn in enumerate(conns):
         assert read_frames(conn.data_to_send(), CL if n else NL)[0]["params"]["value"] == value
+
+
+def test_the_encoder_builds_the_same_event_as_the_constructor() -> None:
+    # EventEncoder fills EncodedEvent's slots itself (a hot-path shortcut):
+    # every slot must match what __init__ would have made.
+    value = {"a": [1, "é"], "b": None}
+    made = pubsub_rpc._wire.EventEncoder().encode("e.f", value)
+    expected = pubsub_rpc._wire.EncodedEvent(pubsub_rpc._wire.event_head_start(b'"e.f"'), "e.f", value)
+    for slot in pubsub_rpc._wire.EncodedEvent.__slots__:
+        assert getattr(made, slot) == getattr(expected, slot), slot
+    body = made.head + pubsub_rpc._wire.subscription_tail("s-1")
+    assert orjson.loads(body) == note("event", event_name="e.f", value=value, subscription_id="s-1")
+    assert made.content_length_header(len(body) - len(made.head)) == b"Content-Length: %d\r\n\r\n" % len(body)
+
+
+def test_the_encoder_caches_names_within_bounds_and_refuses_unencodable_values() -> None:
+    encoder = pubsub_rpc._wire.EventEncoder()
+    first = encoder.encode("e", 1)
+    assert encoder.encode("e", 2).head.startswith(first.head[:-1])
+    long_name = "n" * 257  # beyond the cached length: encoded every time, never kept
+    assert orjson.loads(encoder.encode(long_name, 1).head + b',"subscription_id":"s"}}')["params"] == {
+        "event_name": long_name,
+        "value": 1,
+        "subscription_id": "s",
+    }
+    assert list(encoder._head_starts) == ["e"]
+    with pytest.raises(pubsub_rpc.RequestError, match="cannot be encoded as JSON") as caught:
+        encoder.encode("e", {1, 2})
+    assert caught.value.code == ErrorCode.INVALID_PARAMS
+
+
+def test_fan_out_follows_every_change_of_a_names_subscriptions() -> None:
+    # The broker keeps a per-name tuple for fan-out; each change must replace it.
+    broker = make_broker()
+    pub, first, second = ServerConnection(broker), ServerConnection(broker), ServerConnection(broker)
+    counts = [publish(pub, 0)]
+    first_id = subscribe(first)
+    counts.append(publish(pub, 1))
+    subscribe(second)
+    counts.append(publish(pub, 2))
+    assert send(first, rpc("unsubscribe", 9, client_id="alice", subscription_id=first_id)) == [
+        *[note("event", event_name="e", value=n, subscription_id=first_id) for n in (1, 2)],
+        ok({}, 9),
+    ]
+    counts.append(publish(pub, 3))
+    broker.check_consistency()
+    second.close()
+    counts.append(publish(pub, 4))
+    assert counts == [0, 1, 2, 1, 0]
+    assert values(first) == [] and values(second) == [2, 3]
+    broker.check_consistency()
