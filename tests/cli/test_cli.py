@@ -176,3 +176,18 @@ def test_module_entry_point_and_help() -> None:
     assert done.returncode == 0
     for command in ("serve", "publish", "subscribe", "demo"):
         assert command in done.stdout
+
+
+def test_serve_tunes_the_garbage_collector_for_short_lived_requests() -> None:
+    import gc
+
+    from transports import _cli
+
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    try:
+        _cli._tune_gc_for_serving()
+        assert gc.get_threshold() == (_cli.SERVE_GC_THRESHOLD, *threshold[1:])
+        assert gc.get_freeze_count() > frozen  # what was alive at start-up is left out of collections
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
