@@ -5,6 +5,10 @@ sends: ``C``/``c`` starts an LSP-style ``Content-Length`` header, anything else
 a stream of JSON texts.  We write one compact text plus ``\\n`` per frame, but
 read leniently: concatenated and pretty-printed documents work too.
 
+Newline-delimited input takes a fast path (each line one ``orjson.loads``);
+anything else is delimited by ``_text_scanner``, which follows the JSON
+structure without parsing it.
+
 A frame that is well delimited but not valid JSON, or larger than the limit,
 becomes a ``BadFrame`` and the connection carries on.  Only damage that makes
 the next frame impossible to find raises ``RemoteProtocolError``.
@@ -21,32 +25,14 @@ from ._content_length import HEADER_END, MAX_HEADER_BLOCK, PLAIN_HEADER, HeaderE
 from ._errors import RemoteProtocolError
 from ._exact_integers import INEXACT_DETAIL, LONG_RUN, integers_exact, long_run_end
 from ._frames import DEFAULT_MAX_FRAME_SIZE, BadFrame, BadFrameReason, Framing
+from ._text_scanner import IDLE, SCALAR, TextScanner
 
 __all__ = ["FrameDecoder"]
 
 
 _WHITESPACE: Final = b" \t\r\n"
 _WHITESPACE_SET: Final = frozenset(_WHITESPACE)
-_QUOTE: Final = 0x22
-_BACKSLASH: Final = 0x5C
-_OPENERS: Final = (0x7B, 0x5B)  # { [
-
 _NON_WHITESPACE: Final = re.compile(rb"[^ \t\r\n]")
-# Outside strings, skip all that cannot change the nesting depth: plain bytes
-# and *complete* strings.  Stops at a bracket, at the quote opening a string
-# that is not complete yet, or at the end.  Possessive quantifiers in
-# unrolled-loop form keep it linear on hostile input.
-_SKIP_PLAIN: Final = re.compile(rb'[^"{}\[\]]*+(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"[^"{}\[\]]*+)*+', re.DOTALL)
-# Inside a string: up to the closing quote, a trailing lone backslash (whose
-# escaped byte has not arrived yet), or the end.
-_STRING_BODY: Final = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+', re.DOTALL)
-# A bare top-level token ends at whitespace or where a structured value starts.
-_SCALAR_END: Final = re.compile(rb'[ \t\r\n{\["]')
-
-# What the stream decoder is in the middle of.
-_IDLE: Final = 0
-_STRUCTURED: Final = 1  # an object, array or string: ends by its structure
-_SCALAR: Final = 2  # a number, literal or garbage: ends at a delimiter or EOF
 
 
 def _decode(frame: bytes | bytearray) -> object:
@@ -84,12 +70,8 @@ class FrameDecoder:
         # skipped) starts at ``_off``.  All positions below index ``_buf``.
         self._buf = bytearray()
         self._off = 0
-        # JSON text stream.
-        self._kind = _IDLE
-        self._scan = 0  # how far the frame in progress has been scanned
-        self._depth = 0
-        self._in_string = False
-        self._escape = False
+        # JSON text stream: the frame in progress, when one is being scanned.
+        self._text = TextScanner()
         self._skipping = False  # too large: follow its structure, drop its bytes
         # The fast path does not apply before this position (no newline yet,
         # or orjson rejected that line): never try the same bytes twice.
@@ -149,7 +131,7 @@ class FrameDecoder:
             # Cheap in CPython: deleting a bytearray's prefix moves its start.
             del self._buf[:off]
             self._off = 0
-            self._scan -= off
+            self._text.position -= off
             self._slow_until = max(self._slow_until - off, 0)
             self._header_scan = max(self._header_scan - off, 0)
             self._check_before = max(self._check_before - off, 0)
@@ -179,12 +161,12 @@ class FrameDecoder:
             raise RemoteProtocolError(self._error)
         out: list[object] = []
         if self._framing is Framing.NEWLINE:
-            if self._kind == _SCALAR:
+            if self._text.kind == SCALAR:
                 # Only EOF can end a bare number or literal that nothing follows.
                 self._finish_frame(len(self._buf), out)
                 self._buf.clear()
                 self._off = self._slow_until = self._check_before = 0
-            elif self._kind != _IDLE:
+            elif self._text.kind != IDLE:
                 self._fail("connection closed in the middle of a JSON text")
         elif self._framing is Framing.CONTENT_LENGTH:
             if self._body_length >= 0:
@@ -218,7 +200,7 @@ class FrameDecoder:
         lines: list[bytes] | None = None
         count = index = line_start = 0
         while True:
-            if self._kind != _IDLE and not self._continue_frame(out):
+            if self._text.kind != IDLE and not self._continue_frame(out):
                 return
             off = self._off  # between frames: everything before it is consumed
             if off >= end:
@@ -281,84 +263,22 @@ class FrameDecoder:
             self._off = off  # maybe at whitespace: the top of the loop skips it
 
     def _start_frame(self, first: int) -> None:
-        self._kind = _SCALAR
-        self._scan = self._off + 1
-        self._skipping = self._escape = False
-        if first in _OPENERS:
-            self._kind = _STRUCTURED
-            self._depth = 1
-            self._in_string = False
-        elif first == _QUOTE:
-            self._kind = _STRUCTURED
-            self._depth = 0
-            self._in_string = True
+        self._text.start(first, self._off + 1)
+        self._skipping = False
 
     def _continue_frame(self, out: list[object]) -> bool:
         """Scan the frame in progress onwards; True (and the frame emitted) if it ended."""
-        buf = self._buf
-        end = len(buf)
-        if self._kind == _SCALAR:
-            match = _SCALAR_END.search(buf, self._scan)
-            frame_end = -1 if match is None else match.start()
-            scanned = end
-        else:
-            frame_end, scanned = self._scan_structured(buf, end)
+        end = len(self._buf)
+        frame_end = self._text.advance(self._buf, end)
         if frame_end >= 0:
             self._finish_frame(frame_end, out)
             return True
-        self._scan = scanned
-        if self._skipping or scanned - self._off > self._max:
-            # Too large: the structure state is all we need to find its end,
+        if self._skipping or end - self._off > self._max:
+            # Too large: the scanner's state is all we need to find its end,
             # so drop the bytes and keep memory bounded.
             self._skipping = True
-            self._off = scanned
+            self._off = end
         return False
-
-    def _scan_structured(self, buf: bytearray, end: int) -> tuple[int, int]:
-        """Advance over an object, array or string; return (end of frame or -1, position)."""
-        pos = self._scan
-        depth = self._depth
-        in_string = self._in_string
-        frame_end = -1
-        while True:
-            if in_string:
-                if self._escape:
-                    if pos >= end:
-                        break
-                    pos += 1  # the escaped byte, whatever it is
-                    self._escape = False
-                match = _STRING_BODY.match(buf, pos)
-                pos = end if match is None else match.end()
-                if pos >= end:
-                    break
-                if buf[pos] == _BACKSLASH:  # the very last byte: its partner comes later
-                    self._escape = True
-                    pos = end
-                    break
-                pos += 1
-                in_string = False
-                if depth == 0:  # a top-level string
-                    frame_end = pos
-                    break
-                continue
-            match = _SKIP_PLAIN.match(buf, pos)
-            pos = end if match is None else match.end()
-            if pos >= end:
-                break
-            byte = buf[pos]
-            pos += 1
-            if byte == _QUOTE:
-                in_string = True
-            elif byte in _OPENERS:
-                depth += 1
-            else:
-                depth -= 1  # mismatched closers count too: orjson reports them
-                if depth == 0:
-                    frame_end = pos
-                    break
-        self._depth = depth
-        self._in_string = in_string
-        return frame_end, pos
 
     def _finish_frame(self, frame_end: int, out: list[object]) -> None:
         if self._skipping or frame_end - self._off > self._max:
@@ -367,7 +287,7 @@ class FrameDecoder:
             frame = self._buf[self._off : frame_end]
             value = _decode(frame)
             out.append(_exact(value, frame) if self._off < self._check_before else value)
-        self._kind = _IDLE
+        self._text.kind = IDLE
         self._skipping = False
         self._off = frame_end
 
