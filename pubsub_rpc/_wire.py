@@ -95,12 +95,16 @@ class EncodedEvent:
 
     __slots__ = ("_cl_headers", "event_name", "head", "value")
 
-    def __init__(self, head_start: bytes, event_name: str, value: Any) -> None:
-        """``head_start`` is ``event_head_start(<event_name as JSON>)``."""
+    def __init__(self, event_name: str, value: Any) -> None:
+        """Serialise ``value`` published as ``event_name``; raises ``orjson.JSONEncodeError``.
+
+        Brokers make theirs with ``EventEncoder.encode``, which fills the
+        same slots faster and caches each name's part.
+        """
         self.event_name = event_name
         self.value = value
         #: The event body up to its value; every subscriber shares it.
-        self.head = head_start + orjson.dumps(value)
+        self.head = event_head_start(orjson.dumps(event_name)) + orjson.dumps(value)
         # Made only if a subscriber uses Content-Length framing.
         self._cl_headers: dict[int, bytes] | None = None
 

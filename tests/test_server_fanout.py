@@ -37,7 +37,7 @@ def push_until_closing(max_outbound: int) -> tuple[Broker, ServerConnection, pub
     broker = make_broker()
     slow = ServerConnection(broker, max_outbound=max_outbound)
     subscription = pubsub_rpc.Subscription(subscribe(slow), "e", "alice", slow)
-    event = pubsub_rpc._wire.EncodedEvent(pubsub_rpc._wire.event_head_start(b'"e"'), "e", "x" * 100)
+    event = pubsub_rpc.EncodedEvent("e", "x" * 100)
     pushed = 0
     while not slow.closing and pushed < 100:
         slow.push_event(event, subscription)
@@ -59,7 +59,7 @@ def test_push_event_beyond_max_outbound_closes_the_connection() -> None:
 
 def test_closing_notification_is_the_last_frame() -> None:
     _, slow, subscription = push_until_closing(300)
-    slow.push_event(pubsub_rpc._wire.EncodedEvent(pubsub_rpc._wire.event_head_start(b'"e"'), "e", 1), subscription)
+    slow.push_event(pubsub_rpc.EncodedEvent("e", 1), subscription)
     assert read_frames(slow.data_to_send())[-1]["method"] == "closing"
 
 
@@ -205,8 +205,8 @@ def test_the_encoder_builds_the_same_event_as_the_constructor() -> None:
     # every slot must match what __init__ would have made.
     value = {"a": [1, "é"], "b": None}
     made = pubsub_rpc._wire.EventEncoder().encode("e.f", value)
-    expected = pubsub_rpc._wire.EncodedEvent(pubsub_rpc._wire.event_head_start(b'"e.f"'), "e.f", value)
-    for slot in pubsub_rpc._wire.EncodedEvent.__slots__:
+    expected = pubsub_rpc.EncodedEvent("e.f", value)
+    for slot in pubsub_rpc.EncodedEvent.__slots__:
         assert getattr(made, slot) == getattr(expected, slot), slot
     body = made.head + pubsub_rpc._wire.subscription_tail("s-1")
     assert orjson.loads(body) == note("event", event_name="e.f", value=value, subscription_id="s-1")
